@@ -1,0 +1,92 @@
+"""Decoding image files into 8-bit RGB arrays, the way the reference preprocessor sees them.
+
+EXIF orientation is applied, grayscale/palette/CMYK/16-bit images become RGB, and an alpha
+channel is composited over white with the reference's float32 formula.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Default limit on width x height, against decompression bombs (about a 16k x 16k image).
+DEFAULT_MAX_PIXELS = 268_435_456
+
+# We enforce our own limit (``max_pixels``); Pillow's built-in one would fire first otherwise.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageDecodeError(Exception):
+    """An input could not be turned into an RGB image; the message says why."""
+
+
+def composite_over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite an HxWx4 uint8 image over white: ``rgb*a + 255*(1-a)``, truncated to uint8."""
+    color = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (color * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
+
+
+def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float grayscale to 8 bits (Pillow's convert would clip)."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        scaled = values * 255.0 if float(np.nanmax(values, initial=0.0)) <= 1.0 else values
+    else:
+        scaled = values.astype(np.float64) / 257.0
+    return Image.fromarray(np.nan_to_num(scaled).clip(0, 255).round().astype(np.uint8), "L")
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert an opened PIL image (first frame) to an HxWx3 uint8 RGB array."""
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _high_bit_depth_to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        return composite_over_white(np.asarray(image.convert("RGBA")))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)  # a writable copy, so torch can share it without warnings
+
+
+def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Open an image file and return it as an HxWx3 uint8 RGB array.
+
+    Raises ``ImageDecodeError`` with a one-line reason for empty, truncated, corrupt,
+    non-image or oversized files.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageDecodeError(
+                        f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                        f"{max_pixels:,} (raise it with --max-pixels)"
+                    )
+                image.seek(0)
+                image.load()
+                return to_rgb_array(image)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
+            raise ImageDecodeError("file is empty (0 bytes)") from None
+        raise ImageDecodeError("not a recognised image file") from None
+    except FileNotFoundError:
+        raise ImageDecodeError("file not found") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a directory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ImageDecodeError(f"cannot decode image: {reason}") from None

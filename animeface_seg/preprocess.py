@@ -1,0 +1,89 @@
+"""The geometry rule: resize so the short side is 512, pad to multiples of 64 by edge replication.
+
+All tensor work here runs on whatever device the input tensor lives on, in batched-friendly
+separable passes, and returns uint8 (the reference quantises the resized image to 8 bits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Short side of the image the networks see.
+RESOLUTION = 512
+#: Padded sides are multiples of this (the UNet needs 32, the reference pads to 64).
+PAD_MULTIPLE = 64
+
+
+def processed_size(height: int, width: int, resolution: int = RESOLUTION) -> tuple[int, int]:
+    """Size (H', W') with the short side equal to ``resolution``, rounded half to even."""
+    k = float(resolution) / float(min(height, width))
+    return int(round(height * k)), int(round(width * k))
+
+
+def padded_size(height: int, width: int, resolution: int = RESOLUTION) -> tuple[int, int]:
+    """Size of the network input for an original image of ``height`` x ``width``."""
+    h, w = processed_size(height, width, resolution)
+    return math.ceil(h / PAD_MULTIPLE) * PAD_MULTIPLE, math.ceil(w / PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def _area_taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights (n_out, taps) of exact area averaging (OpenCV INTER_AREA)."""
+    scale = n_in / n_out
+    taps = math.ceil(scale) + 1
+    start = torch.arange(n_out, dtype=torch.float64) * scale
+    first = start.floor().long()
+    index = first[:, None] + torch.arange(taps)[None, :]
+    lo = torch.maximum(start[:, None], index.double())
+    hi = torch.minimum(start[:, None] + scale, index.double() + 1)
+    weight = ((hi - lo).clamp(min=0) / scale).float()
+    index = index.clamp(max=n_in - 1)
+    return index.to(device), weight.to(device)
+
+
+def _area_resize_dim(x: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
+    """Shrink ``x`` along ``dim`` by exact area averaging; returns float32."""
+    index, weight = _area_taps(x.shape[dim], n_out, x.device)
+    shape = [1] * x.dim()
+    shape[dim] = n_out
+    out = None
+    for t in range(index.shape[1]):
+        term = x.index_select(dim, index[:, t]).float() * weight[:, t].view(shape)
+        out = term if out is None else out.add_(term)
+    return out
+
+
+def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a (3, H, W) uint8 tensor to ``size``: area when shrinking, bicubic when enlarging.
+
+    Matches OpenCV's INTER_AREA / INTER_CUBIC, which the reference uses, to within 1 level.
+    """
+    _, height, width = image.shape
+    h, w = size
+    if (h, w) == (height, width):
+        return image
+    if h < height:
+        out = _area_resize_dim(image, 1, h)
+        out = _area_resize_dim(out, 2, w) if w < width else out
+    else:
+        out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pad_edge(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pad a (C, h, w) tensor at the bottom and right to ``size`` by repeating the last row/column."""
+    _, h, w = image.shape
+    if (h, w) == size:
+        return image
+    rows = torch.arange(size[0], device=image.device).clamp_(max=h - 1)
+    cols = torch.arange(size[1], device=image.device).clamp_(max=w - 1)
+    return image.index_select(1, rows).index_select(2, cols)
+
+
+def prepare(image: torch.Tensor, resolution: int = RESOLUTION) -> torch.Tensor:
+    """Turn a (3, H, W) uint8 image into the padded (3, H_pad, W_pad) uint8 network input."""
+    _, height, width = image.shape
+    resized = resize_uint8(image, processed_size(height, width, resolution))
+    return pad_edge(resized, padded_size(height, width, resolution))
