@@ -23,7 +23,7 @@ from PIL import Image
 from animeface_seg import preprocess
 from animeface_seg.decode import composite_over_white, load_rgb, to_rgb_array
 from animeface_seg.device import describe, select_device, select_dtype
-from animeface_seg.palette import palette_tensor
+from animeface_seg.palette import CLASS_NAMES, palette_tensor
 from animeface_seg.weights import load_isnet, load_unet
 
 OutputSize = Literal["original", "processed"]
@@ -44,6 +44,10 @@ class Segmentation:
     """(height, width) of the input image."""
     processed_size: tuple[int, int]
     """(height, width) the networks worked at, padding excluded."""
+    class_fractions: tuple[float, ...]
+    """Share of the map taken by each class, in ``palette.CLASS_NAMES`` order (sums to 1)."""
+    mask_coverage: float | None
+    """Mean of the mask in [0, 1]; None when the background was kept (no mask computed)."""
 
 
 @dataclass
@@ -157,6 +161,9 @@ class Segmentor:
         if size != (h, w):
             classes = F.interpolate(classes[None, None], size=size, mode="nearest")[0, 0]
         colors = self._palette[classes.long()]
+        counts = torch.bincount(classes.flatten(), minlength=len(CLASS_NAMES)).tolist()
+        fractions = tuple(c / classes.numel() for c in counts)
+        coverage = None
         if mask is None:
             mask_u8 = np.full(size, 255, dtype=np.uint8)
         else:
@@ -165,6 +172,7 @@ class Segmentor:
                 mask = F.interpolate(
                     mask[None, None], size=size, mode="bilinear", align_corners=False, antialias=size[0] < h
                 )[0, 0]
+            coverage = float(mask.mean())
             mask_u8 = (mask * 255.0).clamp_(0, 255).to(torch.uint8).cpu().numpy()
         return Segmentation(
             classes=classes.cpu().numpy(),
@@ -172,6 +180,8 @@ class Segmentor:
             mask=mask_u8,
             original_size=item.original_size,
             processed_size=item.processed_size,
+            class_fractions=fractions,
+            mask_coverage=coverage,
         )
 
     def __call__(self, images: Sequence[ImageInput], batch_size: int = 4) -> list[Segmentation]:

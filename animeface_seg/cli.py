@@ -1,0 +1,169 @@
+"""The ``animeface-seg`` command: parse paths and flags, then hand over to the pipeline."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from animeface_seg import __version__
+from animeface_seg.decode import DEFAULT_MAX_PIXELS
+from animeface_seg.device import DeviceError
+from animeface_seg.io import InputError, check_collisions, discover
+from animeface_seg.pipeline import RunOptions, default_batch_size, default_workers, process
+from animeface_seg.report import Reporter
+from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+HELP = """Segment anime characters in images: a colour-coded face-part map and a character mask.
+
+For every input image, writes OUT/<name>.png (the map: background yellow, hair blue, eye red,
+mouth white, face green, skin cyan, clothes magenta) and OUT/<name>_mask.png (the character
+mask), removing the background first unless --keep-background is given. Folders are searched
+recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
+standard input, one per line.
+
+\b
+Examples:
+  animeface-seg photos/ -o out/
+  animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
+  find . -name '*.png' | animeface-seg - -o out/ --device cpu
+  animeface-seg --fetch-weights            # download the two weight files ahead of time
+
+Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
+error (nothing was processed), 130 interrupted.
+"""
+
+
+class Size(str, Enum):
+    original = "original"
+    processed = "processed"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"animeface-seg {__version__}")
+        raise typer.Exit()
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"animeface-seg: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _fetch_weights(unet: Path | None, abg: Path | None, weights_dir: Path | None) -> None:
+    """Resolve (downloading if needed) and check both weight files, then print where they are."""
+    for spec, path, load in ((UNET, unet, load_unet), (ABG, abg, load_isnet)):
+        location = resolve(spec, path, weights_dir)
+        load(location)
+        typer.echo(f"{spec.filename}: {location}")
+
+
+def command(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        metavar="INPUT...", help="Image files, folders, or - for a list of paths on standard input.",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
+        file_okay=False, show_default=False)] = None,
+    keep_background: Annotated[bool, typer.Option(
+        "--keep-background", help="Segment the image as it is: no background removal, no mask file.")] = False,
+    size: Annotated[Size, typer.Option(
+        "--size", help="Write results at the input's size (original) or at the 512-pixel size the "
+        "networks saw (processed, what the ComfyUI node returns).", case_sensitive=False)] = Size.original,
+    cutout: Annotated[bool, typer.Option(
+        "--cutout", help="Also write <name>_cutout.png: the source with the mask as transparency.")] = False,
+    overlay: Annotated[bool, typer.Option(
+        "--overlay", help="Also write <name>_overlay.png: the map blended over the source, for checking.")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Resume: skip inputs whose outputs all exist already.")] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive/--no-recursive", help="Search folders recursively.")] = True,
+    device: Annotated[str, typer.Option(
+        "--device", metavar="auto|cpu|cuda|cuda:N",
+        help="Where to run; auto picks CUDA when available. An unavailable CUDA is an error, never a silent fall-back.")] = "auto",
+    precision: Annotated[str, typer.Option(
+        "--precision", metavar="auto|fp32|fp16|bf16",
+        help="Compute precision; auto is fp16 on CUDA and fp32 (exact) on CPU.")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
+        show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, metavar="N", help="Threads for decoding and for writing "
+        "[default: 2 on CPU, up to 8 with CUDA].", show_default=False)] = None,
+    unet: Annotated[Optional[Path], typer.Option(
+        "--unet", metavar="PATH", help="UNet.pth to use instead of the Hugging Face download.",
+        show_default=False)] = None,
+    abg: Annotated[Optional[Path], typer.Option(
+        "--abg", metavar="PATH", help="isnetis.ckpt (background removal) to use instead of the download.",
+        show_default=False)] = None,
+    weights_dir: Annotated[Optional[Path], typer.Option(
+        "--weights-dir", metavar="DIR", help="Folder holding UNet.pth and isnetis.ckpt "
+        "[default: $ANIMEFACE_SEG_WEIGHTS, else the Hugging Face cache].", show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, metavar="N", help="Refuse images with more pixels than this "
+        "(protects against decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar, device line or summary; errors are still printed.")] = False,
+    json_lines: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
+        "class fractions, mask coverage).")] = False,
+    fetch_weights: Annotated[bool, typer.Option(
+        "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    try:
+        if fetch_weights:
+            _fetch_weights(unet, abg, weights_dir)
+            raise typer.Exit(EXIT_OK)
+        if not inputs:
+            raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
+        if output is None:
+            raise _fail("no output folder given: add -o OUT")
+        if output.exists() and not output.is_dir():
+            raise _fail(f"-o {output} exists and is not a folder")
+        stdin = sys.stdin if "-" in inputs else None
+        jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
+        check_collisions(jobs)
+        from animeface_seg.segmentor import Segmentor  # heavy import: after the cheap checks
+
+        segmentor = Segmentor(unet, abg, weights_dir, remove_background=not keep_background,
+                              device=device, precision=precision, output_size=size.value)
+    except (InputError, WeightsError, DeviceError) as exc:
+        raise _fail(str(exc)) from None
+
+    kinds = ("map",) + (() if keep_background else ("mask",))
+    kinds += ("cutout",) * cutout + ("overlay",) * overlay
+    options = RunOptions(
+        out_dir=output,
+        kinds=kinds,
+        skip_existing=skip_existing,
+        batch_size=batch_size or default_batch_size(segmentor.device.type),
+        workers=workers or default_workers(segmentor.device.type),
+        max_pixels=max_pixels,
+    )
+    reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet)
+    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+    interrupted = False
+    with reporter:
+        try:
+            for outcome in process(jobs, segmentor, options):
+                reporter.add(outcome)
+        except KeyboardInterrupt:
+            interrupted = True
+    reporter.info(reporter.summary(interrupted))
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_FAILED if reporter.counts["error"] else EXIT_OK)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command(help=HELP, no_args_is_help=True)(command)
+    app()

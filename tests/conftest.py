@@ -1,0 +1,110 @@
+"""Shared fixtures: the reference data, seeded stand-in checkpoints, loaded models, CLI runner.
+
+Stand-in checkpoints come from ``shared/reference/make_checkpoints.py`` (seed 0), the same
+files the golden outputs were made with. Everything heavy is built once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("ANIMEFACE_SEG_REFERENCE", REPO.parent / "shared" / "reference"))
+GOLDEN_CASES = ("tall", "wide", "square", "rgba", "small", "gray")
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """The reference folder (shared/reference beside the checkout, or $ANIMEFACE_SEG_REFERENCE)."""
+    if not (REFERENCE / "make_checkpoints.py").is_file():
+        pytest.fail(f"reference data not found at {REFERENCE}; set ANIMEFACE_SEG_REFERENCE")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def weights_dir(reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with stand-in UNet.pth and isnetis.ckpt (seed 0), in the real layout."""
+    out = tmp_path_factory.mktemp("weights")
+    subprocess.run([sys.executable, str(reference / "make_checkpoints.py"), str(out), "--seed", "0"],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def segmentor(weights_dir: Path):
+    """CPU fp32 segmentor with background removal, results at the processed size."""
+    from animeface_seg import Segmentor
+
+    return Segmentor(weights_dir=weights_dir, device="cpu", output_size="processed")
+
+
+@pytest.fixture(scope="session")
+def segmentor_keep(weights_dir: Path):
+    """CPU fp32 segmentor without background removal, results at the processed size."""
+    from animeface_seg import Segmentor
+
+    return Segmentor(weights_dir=weights_dir, device="cpu", output_size="processed", remove_background=False)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A PNG as an H x W x 3 uint8 array."""
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"))
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A PNG as an H x W uint8 array."""
+    with Image.open(path) as image:
+        return np.array(image.convert("L"))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels where two colour maps are identical."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a == b).all(axis=-1).mean())
+
+
+def cli_command() -> list[str]:
+    """The installed ``animeface-seg`` console script beside this Python, or ``python -m``."""
+    script = Path(sys.executable).with_name("animeface-seg")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "animeface_seg"]
+
+
+@pytest.fixture(scope="session")
+def run_cli(weights_dir: Path):
+    """Run the installed command with stand-in weights and no network; returns CompletedProcess."""
+
+    def run(*args: str, stdin: str | None = None, weights: bool = True, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+        extra = ["--weights-dir", str(weights_dir)] if weights else []
+        return subprocess.run(cli_command() + list(args) + extra, input=stdin, capture_output=True,
+                              text=True, env=full_env, timeout=timeout)
+
+    return run
+
+
+def make_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:
+    """Write a synthetic picture (a bright figure on a textured background) of ``size`` (w, h)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
+                     np.full_like(xx, 90 + 40 * seed % 160)], axis=-1).astype(np.uint8)
+    figure = ((xx - w / 2) ** 2 / (w / 4) ** 2 + (yy - h / 2) ** 2 / (h / 3) ** 2) < 1
+    base[figure] = (255, 220, 200)
+    base = np.clip(base.astype(int) + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(base, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path

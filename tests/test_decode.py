@@ -1,0 +1,99 @@
+"""Decoding: every file kind becomes the 8-bit RGB the reference sees, or fails with a reason."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animeface_seg.decode import ImageDecodeError, composite_over_white, load_rgb
+
+
+def _save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)  # left half red
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _save(image, tmp_path / "rot.jpg", exif=exif, quality=95)
+    out = load_rgb(path)
+    assert out.shape == (40, 20, 3)
+    assert out[5, 10, 0] > 200 and out[35, 10, 0] < 60  # red half now on top
+
+
+def test_grayscale_palette_and_16bit(tmp_path):
+    gray = _save(Image.fromarray(np.full((8, 8), 77, np.uint8), "L"), tmp_path / "g.png")
+    assert (load_rgb(gray) == 77).all() and load_rgb(gray).shape == (8, 8, 3)
+    pal = Image.fromarray(np.full((8, 8, 3), (10, 200, 30), np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    assert (load_rgb(_save(pal, tmp_path / "p.png"))[0, 0] == (10, 200, 30)).all()
+    sixteen = Image.fromarray(np.full((8, 8), 65535 // 2, np.uint16))
+    out = load_rgb(_save(sixteen, tmp_path / "s.png"))
+    assert out.dtype == np.uint8 and abs(int(out[0, 0, 0]) - 127) <= 1
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+    out = load_rgb(_save(cmyk, tmp_path / "c.jpg"))
+    assert out.shape == (8, 8, 3) and out[4, 4, 0] > 200 and out[4, 4, 1] < 60
+
+
+def test_alpha_is_composited_over_white_like_the_reference(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = (100, 50, 0)
+    rgba[..., 3] = [[0, 64, 128, 255]] * 4
+    out = load_rgb(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    color = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    expected = (color * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
+    assert (out == expected).all() and (composite_over_white(rgba) == expected).all()
+    assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[0, 3]) == (100, 50, 0)
+
+
+def test_gray_with_alpha_and_palette_transparency(tmp_path):
+    la = Image.fromarray(np.stack([np.full((4, 4), 0, np.uint8), np.full((4, 4), 0, np.uint8)], -1), "LA")
+    assert (load_rgb(_save(la, tmp_path / "la.png")) == 255).all()
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [Image.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    out = load_rgb(path)
+    assert out[0, 0, 0] > 200 and out[0, 0, 2] < 60
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not a recognised image"),
+    ],
+)
+def test_unreadable_files_give_reasons(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageDecodeError, match=reason):
+        load_rgb(path)
+
+
+def test_truncated_file_fails(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buffer, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageDecodeError, match="cannot decode"):
+        load_rgb(path)
+
+
+def test_pixel_limit(tmp_path):
+    path = _save(Image.new("RGB", (100, 50)), tmp_path / "big.png")
+    with pytest.raises(ImageDecodeError, match="100x50 = 5,000 pixels, over the limit of 4,999"):
+        load_rgb(path, max_pixels=4999)
+    assert load_rgb(path, max_pixels=5000).shape == (50, 100, 3)

@@ -1,0 +1,70 @@
+"""Parity with the reference preprocessor's golden outputs (stand-in weights, seed 0).
+
+Tolerances from shared/reference/README.md: stage parity (fed the reference's own resized
+image) and end-to-end parity (from input.png, through the command line).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from animeface_seg import preprocess
+from animeface_seg.decode import load_rgb
+from animeface_seg.segmentor import Prepared
+from conftest import GOLDEN_CASES, agreement, read_gray, read_rgb
+
+
+def _stage_input(case_dir) -> Prepared:
+    resized = read_rgb(case_dir / "resized.png")
+    h, w = read_gray(case_dir / "abg_mask.png").shape
+    return Prepared(torch.from_numpy(resized).permute(2, 0, 1).contiguous(), (h, w), (h, w))
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_resize_and_pad_match_reference(reference, case):
+    case_dir = reference / "golden" / case
+    ours = preprocess.prepare(torch.from_numpy(load_rgb(case_dir / "input.png")).permute(2, 0, 1))
+    theirs = read_rgb(case_dir / "resized.png")
+    assert ours.permute(1, 2, 0).shape == theirs.shape
+    assert np.abs(ours.permute(1, 2, 0).numpy().astype(int) - theirs).max() <= 1
+
+
+def test_stage_parity_with_background_removal(reference, segmentor):
+    cases = [reference / "golden" / c for c in GOLDEN_CASES]
+    for case_dir in cases:
+        result = segmentor.run([_stage_input(case_dir)])[0]
+        mask = read_gray(case_dir / "abg_mask.png")
+        assert result.mask.shape == mask.shape
+        assert np.abs(result.mask.astype(int) - mask).max() <= 1, case_dir.name
+        assert agreement(result.colors, read_rgb(case_dir / "map.png")) >= 0.99, case_dir.name
+
+
+def test_stage_parity_keeping_background(reference, segmentor_keep):
+    for case in GOLDEN_CASES:
+        case_dir = reference / "golden" / case
+        result = segmentor_keep.run([_stage_input(case_dir)])[0]
+        assert agreement(result.colors, read_rgb(case_dir / "map_keep.png")) >= 0.99, case
+        assert (result.mask == 255).all() and result.mask_coverage is None
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["remove-background", "keep-background"])
+def test_end_to_end_parity_through_the_command(reference, run_cli, tmp_path, keep):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for case in GOLDEN_CASES:
+        (inputs / f"{case}.png").write_bytes((reference / "golden" / case / "input.png").read_bytes())
+    out = tmp_path / "out"
+    args = ["--size", "processed", "--device", "cpu"] + (["--keep-background"] if keep else [])
+    proc = run_cli(str(inputs), "-o", str(out), *args)
+    assert proc.returncode == 0, proc.stderr
+    for case in GOLDEN_CASES:
+        case_dir = reference / "golden" / case
+        golden_map = read_rgb(case_dir / ("map_keep.png" if keep else "map.png"))
+        assert agreement(read_rgb(out / f"{case}.png"), golden_map) >= 0.80, case
+        if keep:
+            assert not (out / f"{case}_mask.png").exists()
+        else:
+            mask = read_gray(out / f"{case}_mask.png").astype(float)
+            assert np.abs(mask - read_gray(case_dir / "abg_mask.png")).mean() <= 5.0, case

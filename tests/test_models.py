@@ -1,0 +1,47 @@
+"""The networks load every key of the real checkpoint layouts strictly, and run only what is needed."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from animeface_seg.models import ISNet, UNet
+from animeface_seg.weights import ABG, UNET, load_isnet, load_unet, load_state_dict
+
+
+def test_unet_matches_manifest_exactly(reference):
+    manifest = json.loads((reference / "UNet.pth.keys.json").read_text())
+    ours = {k: list(v.shape) for k, v in UNet().state_dict().items()}
+    assert ours == {k: shape for k, (shape, _) in manifest.items()}
+
+
+def test_isnet_matches_net_keys_of_manifest(reference):
+    manifest = json.loads((reference / "isnetis.ckpt.keys.json").read_text())
+    wanted = {k[len("net."):]: shape for k, (shape, _) in manifest.items() if k.startswith("net.")}
+    assert {k: list(v.shape) for k, v in ISNet().state_dict().items()} == wanted
+
+
+def test_stand_in_checkpoints_load_strictly_with_values(weights_dir):
+    unet = load_unet(weights_dir / "UNet.pth")
+    raw = torch.load(weights_dir / "UNet.pth", weights_only=True)
+    for key, value in unet.state_dict().items():
+        assert torch.equal(value, raw[key]), key
+    isnet = load_isnet(weights_dir / "isnetis.ckpt")
+    raw = torch.load(weights_dir / "isnetis.ckpt", weights_only=True)
+    for key, value in isnet.state_dict().items():
+        assert torch.equal(value, raw["net." + key]), key
+    mapped = load_state_dict(ABG, weights_dir / "isnetis.ckpt")
+    assert not any(k.startswith(("gt_encoder.", "net.")) for k in mapped)
+    assert len(load_state_dict(UNET, weights_dir / "UNet.pth")) == 298
+
+
+def test_isnet_inference_runs_only_side1(weights_dir):
+    isnet = load_isnet(weights_dir / "isnetis.ckpt")
+    called = []
+    for name in ("side1", "side2", "side3", "side4", "side5", "side6"):
+        getattr(isnet, name).register_forward_hook(lambda m, i, o, name=name: called.append(name))
+    with torch.inference_mode():
+        out = isnet(torch.rand(1, 3, 64, 96))
+    assert called == ["side1"]
+    assert out.shape == (1, 1, 64, 96) and 0 <= out.min() and out.max() <= 1
