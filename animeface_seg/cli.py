@@ -15,6 +15,7 @@ from animeface_seg.device import DeviceError
 from animeface_seg.io import InputError, check_collisions, discover
 from animeface_seg.pipeline import RunOptions, default_batch_size, default_workers, process
 from animeface_seg.report import Reporter
+from animeface_seg.segmentor import Segmentor
 from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -129,9 +130,7 @@ def command(
             raise _fail(f"-o {output} exists and is not a folder")
         stdin = sys.stdin if "-" in inputs else None
         jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
-        check_collisions(jobs)
-        from animeface_seg.segmentor import Segmentor  # heavy import: after the cheap checks
-
+        check_collisions(jobs, output)
         segmentor = Segmentor(unet, abg, weights_dir, remove_background=not keep_background,
                               device=device, precision=precision, output_size=size.value)
     except (InputError, WeightsError, DeviceError) as exc:

@@ -1,0 +1,210 @@
+"""The installed ``animeface-seg`` command on real files, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animeface_seg.palette import CLASS_COLORS, CLASS_NAMES
+from conftest import cli_command, make_image, read_gray, read_rgb
+
+PALETTE = {tuple(c) for c in CLASS_COLORS}
+
+
+def _colors(array: np.ndarray) -> set[tuple[int, int, int]]:
+    return {tuple(c) for c in np.unique(array.reshape(-1, 3), axis=0)}
+
+
+def test_console_script_is_installed():
+    assert Path(cli_command()[0]).name == "animeface-seg", "install the project: pip install -e '.[test]'"
+
+
+def test_folder_of_images_gives_maps_and_masks_at_input_size(run_cli, tmp_path):
+    sizes = {"wide.png": (120, 80), "tall.jpg": (70, 130), "gray.png": (90, 90)}
+    for i, (name, size) in enumerate(sizes.items()):
+        make_image(tmp_path / "in" / name, size, mode="L" if name == "gray.png" else "RGB", seed=i)
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "device: cpu, fp32" in proc.stderr and "processed 3, skipped 0, failed 0" in proc.stderr
+    for name, (w, h) in sizes.items():
+        stem = Path(name).stem
+        colour = Image.open(tmp_path / "out" / f"{stem}.png")
+        mask = Image.open(tmp_path / "out" / f"{stem}_mask.png")
+        assert colour.size == (w, h) and colour.mode == "RGB"
+        assert mask.size == (w, h) and mask.mode == "L"
+        assert _colors(read_rgb(tmp_path / "out" / f"{stem}.png")) <= PALETTE
+        assert len(np.unique(read_gray(tmp_path / "out" / f"{stem}_mask.png"))) > 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{Path(n).stem}{s}.png" for n in sizes for s in ("", "_mask"))
+
+
+def test_nested_folders_are_mirrored_and_stdin_lists_work(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a" / "b" / "deep one.png", (64, 48))
+    make_image(tmp_path / "in" / "キャラ.jpg", (48, 64), seed=1)
+    make_image(tmp_path / "other" / "listed.png", (50, 50), seed=2)
+    out = tmp_path / "out"
+    proc = run_cli(str(tmp_path / "in"), "-", "-o", str(out), "--keep-background", "--json",
+                   stdin=f"{tmp_path / 'other' / 'listed.png'}\n\n")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "a" / "b" / "deep one.png").is_file()
+    assert (out / "キャラ.png").is_file() and (out / "listed.png").is_file()
+    assert not list(out.rglob("*_mask.png"))
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(Path(r["input"]).name for r in records) == ["deep one.png", "listed.png", "キャラ.jpg"]
+
+
+def test_json_records(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (100, 60))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 1
+    records = {Path(r["input"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    ok, bad = records["a.png"], records["broken.png"]
+    assert ok["status"] == "ok" and ok["error"] is None
+    assert ok["original_size"] == {"width": 100, "height": 60}
+    assert ok["processed_size"] == {"width": 853, "height": 512}
+    assert set(ok["class_fractions"]) == set(CLASS_NAMES)
+    assert sum(ok["class_fractions"].values()) == pytest.approx(1.0)
+    assert 0.0 < ok["mask_coverage"] < 1.0
+    assert ok["outputs"] == {"map": str(tmp_path / "out" / "a.png"), "mask": str(tmp_path / "out" / "a_mask.png")}
+    mask = read_gray(tmp_path / "out" / "a_mask.png")
+    assert ok["mask_coverage"] == pytest.approx(mask.mean() / 255, abs=0.01)
+    assert bad["status"] == "error" and "not a recognised image" in bad["error"]
+
+
+def test_bad_files_fail_alone(run_cli, tmp_path):
+    src = tmp_path / "in"
+    make_image(src / "good1.png", (64, 64))
+    make_image(src / "good2.jpg", (64, 80), seed=3)
+    (src / "empty.png").write_bytes(b"")
+    (src / "text.jpg").write_text("hello")
+    whole = (src / "good1.png").read_bytes()
+    (src / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (src / "corrupt.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 garbage" * 4)
+    make_image(src / "huge.png", (200, 200))
+    (src / "dangling.png").symlink_to(src / "missing-target.png")
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--max-pixels", "20000", "--keep-background")
+    assert proc.returncode == 1, proc.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["good1.png", "good2.png"]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    for name in ("empty.png", "text.jpg", "truncated.png", "corrupt.webp", "huge.png", "dangling.png"):
+        assert sum(name in line for line in errors) == 1, (name, proc.stderr)
+    assert "over the limit of 20,000" in proc.stderr and "empty" in proc.stderr
+    assert "processed 2, skipped 0, failed 6" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_fails_alone(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "ok.png", (64, 64))
+    locked = make_image(tmp_path / "in" / "locked.png", (64, 64))
+    locked.chmod(0)
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
+    assert proc.returncode == 1 and "locked.png" in proc.stderr and (tmp_path / "out" / "ok.png").is_file()
+
+
+def test_collisions_exit_2_before_writing(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "x.jpg", (64, 64))
+    make_image(tmp_path / "in" / "x.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "x.jpg" in proc.stderr and "x.png" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_cli(str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "no images found" in proc.stderr
+    proc = run_cli(str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--bogus-flag")
+    assert proc.returncode == 2
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"))
+    assert proc.returncode == 2 and "-o OUT" in proc.stderr
+
+
+def test_cuda_request_without_cuda_is_a_setup_error(run_cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cuda")
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cutout_and_overlay(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "pic.png", (90, 60))
+    out = tmp_path / "out"
+    proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--cutout", "--overlay")
+    assert proc.returncode == 0, proc.stderr
+    cutout, overlay = Image.open(out / "pic_cutout.png"), Image.open(out / "pic_overlay.png")
+    assert cutout.mode == "RGBA" and cutout.size == (90, 60)
+    assert overlay.mode == "RGB" and overlay.size == (90, 60)
+    assert (np.array(cutout)[..., 3] == read_gray(out / "pic_mask.png")).all()
+    source = np.array(Image.open(tmp_path / "in" / "pic.png").convert("RGB"))
+    assert (np.array(cutout)[..., :3] == source).all()
+    expected = (source.astype(float) + read_rgb(out / "pic.png")) / 2
+    assert np.abs(np.array(overlay).astype(float) - expected).max() <= 1
+
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "small"), "--overlay", "--cutout",
+                   "--size", "processed", "--keep-background")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "small" / "pic_overlay.png").size == (768, 512)
+    assert Image.open(tmp_path / "small" / "pic_cutout.png").size == (90, 60)
+    assert (np.array(Image.open(tmp_path / "small" / "pic_cutout.png"))[..., 3] == 255).all()
+
+
+def test_no_progress_bar_when_not_a_terminal(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
+    assert proc.returncode == 0
+    assert "━" not in proc.stderr and "\x1b[" not in proc.stderr and "segmenting" not in proc.stderr
+    assert proc.stdout == ""
+    quiet = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--keep-background", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_interrupt_then_resume_with_skip_existing(weights_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        make_image(src / f"img{i:02d}.png", (64, 64), seed=i)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("img*_mask.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not list(out.glob(".*")), "temporary files left behind"
+    maps = {p.stem for p in out.glob("img??.png")}
+    masks = {p.stem[: -len("_mask")] for p in out.glob("img??_mask.png")}
+    assert maps == masks and 1 <= len(maps) < 12
+
+    resumed = subprocess.run(args + ["--skip-existing", "--json"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    statuses = {Path(r["input"]).stem: r["status"] for r in map(json.loads, resumed.stdout.splitlines())}
+    assert {k for k, v in statuses.items() if v == "skipped"} == maps
+    assert {k for k, v in statuses.items() if v == "ok"} == {f"img{i:02d}" for i in range(12)} - maps
+    assert len(list(out.glob("img??.png"))) == 12 and len(list(out.glob("img??_mask.png"))) == 12
+
+
+def test_version_and_help():
+    version = subprocess.run(cli_command() + ["--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("animeface-seg ")
+    help_text = subprocess.run(cli_command() + ["--help"], capture_output=True, text=True).stdout
+    for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "Exit codes"):
+        assert flag in help_text
