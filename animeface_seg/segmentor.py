@@ -131,7 +131,7 @@ class Segmentor:
         if len({p.padded_shape for p in batch}) != 1:
             raise ValueError("run() needs images of one padded shape; __call__ groups them for you")
         try:
-            classes, masks = self._forward(torch.stack([p.pixels for p in batch]))
+            classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
         except torch.OutOfMemoryError:
             if len(batch) == 1:
                 raise
@@ -140,8 +140,13 @@ class Segmentor:
             return self.run(batch[:half]) + self.run(batch[half:])
         return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
 
-    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Networks on a (N, 3, H, W) uint8 batch: (N, H, W) uint8 classes, (N, H, W) float mask."""
+    @torch.inference_mode()
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The networks alone on a padded (N, 3, H, W) uint8 batch on the device.
+
+        Returns (N, H, W) uint8 class indices and the (N, H, W) float mask (None when the
+        background is kept), both still padded and on the device.
+        """
         rgb = pixels.float().contiguous(memory_format=torch.channels_last)
         masks = None
         with self._autocast():

@@ -208,3 +208,12 @@ def test_version_and_help():
     help_text = subprocess.run(cli_command() + ["--help"], capture_output=True, text=True).stdout
     for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "Exit codes"):
         assert flag in help_text
+
+
+def test_fetch_weights_locates_and_checks_both_files(run_cli, weights_dir, tmp_path):
+    proc = run_cli("--fetch-weights")
+    assert proc.returncode == 0, proc.stderr
+    assert f"UNet.pth: {weights_dir / 'UNet.pth'}" in proc.stdout
+    assert f"isnetis.ckpt: {weights_dir / 'isnetis.ckpt'}" in proc.stdout
+    offline = run_cli("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
