@@ -7,11 +7,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
 
 from animeface_seg import __version__
+from animeface_seg.allocator import keep_freed_memory
 from animeface_seg.decode import DEFAULT_MAX_PIXELS
-from animeface_seg.device import DeviceError
+from animeface_seg.device import DeviceError, cpu_has_native_bf16
 from animeface_seg.io import InputError, check_collisions, discover
 from animeface_seg.pipeline import RunOptions, default_batch_size, default_workers, process
 from animeface_seg.report import Reporter
@@ -148,6 +150,8 @@ def command(
     )
     reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet)
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+    if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     interrupted = False
     with reporter:
         try:
@@ -163,6 +167,7 @@ def command(
 
 def main() -> None:
     """Console-script entry point."""
+    keep_freed_memory()
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command(help=HELP, no_args_is_help=True)(command)
     app()

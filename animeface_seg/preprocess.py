@@ -72,6 +72,14 @@ def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def resize_nearest(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a (..., h, w) tensor of any dtype (class maps stay exact)."""
+    h, w = image.shape[-2:]
+    rows = (torch.arange(size[0], device=image.device) * (h / size[0])).long().clamp_(max=h - 1)
+    cols = (torch.arange(size[1], device=image.device) * (w / size[1])).long().clamp_(max=w - 1)
+    return image.index_select(-2, rows).index_select(-1, cols)
+
+
 def pad_edge(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Pad a (C, h, w) tensor at the bottom and right to ``size`` by repeating the last row/column."""
     _, h, w = image.shape

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from animeface_seg import Segmentor
+from animeface_seg.allocator import keep_freed_memory
 from animeface_seg.decode import load_rgb
 from animeface_seg.pipeline import default_batch_size, default_workers
 from animeface_seg.palette import CLASS_COLORS
@@ -152,6 +153,7 @@ def main() -> None:
     ap.add_argument("--rss-n", type=int, nargs="*", default=[], help="extra folder sizes for the peak-RSS check")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
+    keep_freed_memory()  # the allocator setting the command uses, so (a), (b) and (c) compare fairly
 
     work = Path(tempfile.mkdtemp(prefix="animeface-bench-"))
     weights = args.weights_dir or stand_in_weights(work / "weights")
