@@ -13,9 +13,9 @@ import typer
 from animeface_seg import __version__
 from animeface_seg.allocator import keep_freed_memory
 from animeface_seg.decode import DEFAULT_MAX_PIXELS
-from animeface_seg.device import DeviceError, cpu_has_native_bf16
+from animeface_seg.device import DeviceError, cpu_has_native_bf16, default_batch_size
 from animeface_seg.io import InputError, check_collisions, discover
-from animeface_seg.pipeline import RunOptions, default_batch_size, default_workers, process
+from animeface_seg.pipeline import RunOptions, default_workers, process
 from animeface_seg.report import Reporter
 from animeface_seg.segmentor import Segmentor
 from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
@@ -144,7 +144,7 @@ def command(
         out_dir=output,
         kinds=kinds,
         skip_existing=skip_existing,
-        batch_size=batch_size or default_batch_size(segmentor.device.type),
+        batch_size=batch_size or default_batch_size(segmentor.device),
         workers=workers or default_workers(segmentor.device.type),
         max_pixels=max_pixels,
     )

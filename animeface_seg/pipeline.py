@@ -181,11 +181,6 @@ def process(
         writers.shutdown(wait=True)
 
 
-def default_batch_size(device_type: str) -> int:
-    """Batches pay off on a GPU; on a CPU the networks already fill the cores at batch size 1."""
-    return 8 if device_type == "cuda" else 1
-
-
 def default_workers(device_type: str) -> int:
     """Threads for decoding and for encoding: enough to hide file work behind the networks."""
     cores = os.cpu_count() or 1

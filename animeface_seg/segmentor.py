@@ -22,7 +22,7 @@ from PIL import Image
 
 from animeface_seg import preprocess
 from animeface_seg.decode import composite_over_white, load_rgb, to_rgb_array
-from animeface_seg.device import describe, select_device, select_dtype
+from animeface_seg.device import default_batch_size, describe, select_device, select_dtype
 from animeface_seg.palette import CLASS_NAMES, palette_tensor
 from animeface_seg.weights import load_isnet, load_unet
 
@@ -196,8 +196,12 @@ class Segmentor:
             mask_coverage=coverage,
         )
 
-    def __call__(self, images: Sequence[ImageInput], batch_size: int = 4) -> list[Segmentation]:
-        """Segment images of any sizes (PIL images, H x W x 3 uint8 arrays or file paths), in order."""
+    def __call__(self, images: Sequence[ImageInput], batch_size: int | None = None) -> list[Segmentation]:
+        """Segment images of any sizes (PIL images, H x W x 3 uint8 arrays or file paths), in order.
+
+        ``batch_size`` defaults to 8 on CUDA and 1 on CPU.
+        """
+        batch_size = batch_size or default_batch_size(self.device)
         prepared = [self.prepare(_as_rgb_array(image)) for image in images]
         results: list[Segmentation | None] = [None] * len(prepared)
         for indices in _group_by_shape(prepared, batch_size):

@@ -36,8 +36,9 @@ from PIL import Image
 
 from animeface_seg import Segmentor
 from animeface_seg.allocator import keep_freed_memory
+from animeface_seg.device import default_batch_size, describe, select_device, select_dtype
 from animeface_seg.decode import load_rgb
-from animeface_seg.pipeline import default_batch_size, default_workers
+from animeface_seg.pipeline import default_workers
 from animeface_seg.palette import CLASS_COLORS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,25 +158,27 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="animeface-bench-"))
     weights = args.weights_dir or stand_in_weights(work / "weights")
-    seg = Segmentor(weights_dir=weights, device=args.device, precision=args.precision,
-                    remove_background=not args.keep_background)
-    batch_size = args.batch_size or default_batch_size(seg.device.type)
-    workers = args.workers or default_workers(seg.device.type)
+    device = select_device(args.device)
+    batch_size = args.batch_size or default_batch_size(device)
+    workers = args.workers or default_workers(device.type)
     extra = ["--batch-size", str(batch_size), "--workers", str(workers)]
     extra += ["--keep-background"] if args.keep_background else []
     figures: dict = {
-        "device": seg.description, "n": args.n, "batch_size": batch_size, "workers": workers,
+        "device": describe(device, select_dtype(device, args.precision)), "n": None if args.rss_only else args.n, "batch_size": batch_size, "workers": workers,
         "keep_background": args.keep_background, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(), "command": " ".join(sys.argv),
     }
     if not args.rss_only:
         paths = make_images(work / "images", args.n)
-        figures["a_networks_images_per_s"] = networks_alone(seg, paths, batch_size)
-        del seg
+        # The command runs first, while this process is still small and idle.
         e2e = end_to_end(work / "images", weights, args, extra)
         figures["b_end_to_end_images_per_s"] = e2e["images_per_s"]
         figures["b_wall_s_including_startup"] = e2e["wall_s"]
         figures["b_peak_rss_mb"] = e2e["peak_rss_mb"]
+        seg = Segmentor(weights_dir=weights, device=args.device, precision=args.precision,
+                        remove_background=not args.keep_background)
+        figures["a_networks_images_per_s"] = networks_alone(seg, paths, batch_size)
+        del seg
         figures["c_one_at_a_time_images_per_s"] = one_at_a_time(weights, paths, args.device, args.keep_background)
         figures["b_over_a"] = figures["b_end_to_end_images_per_s"] / figures["a_networks_images_per_s"]
         figures["b_over_c"] = figures["b_end_to_end_images_per_s"] / figures["c_one_at_a_time_images_per_s"]
@@ -189,7 +192,8 @@ def main() -> None:
 
 
 def print_table(figures: dict) -> None:
-    print(f"animeface-seg throughput: {figures['device']}, N={figures['n']}, batch {figures['batch_size']}, "
+    n = f"N={figures['n']}, " if figures["n"] else ""
+    print(f"animeface-seg throughput: {figures['device']}, {n}batch {figures['batch_size']}, "
           f"{figures['workers']} workers, torch {figures['torch']} ({figures['threads']} threads)")
     rows = [
         ("(a) networks alone", "a_networks_images_per_s", "img/s"),

@@ -1,0 +1,25 @@
+"""The throughput benchmark runs and reports every figure (a smoke run on two images)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_benchmark_reports_all_figures(weights_dir, tmp_path):
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--n", "2", "--device", "cpu",
+         "--keep-background", "--weights-dir", str(weights_dir), "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    for key in ("a_networks_images_per_s", "b_end_to_end_images_per_s", "c_one_at_a_time_images_per_s",
+                "b_peak_rss_mb", "b_over_a", "b_over_c"):
+        assert figures[key] > 0, key
+    assert figures["device"] == "cpu, fp32" and figures["n"] == 2
+    assert "(b)/(a)" in proc.stdout and "(b)/(c)" in proc.stdout
