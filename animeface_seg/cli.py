@@ -68,7 +68,7 @@ def _fetch_weights(unet: Path | None, abg: Path | None, weights_dir: Path | None
 
 def command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
-        metavar="INPUT...", help="Image files, folders, or - for a list of paths on standard input.",
+        metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
@@ -137,6 +137,9 @@ def command(
                               device=device, precision=precision, output_size=size.value)
     except (InputError, WeightsError, DeviceError) as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted before any input was processed", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
     kinds = ("map",) + (() if keep_background else ("mask",))
     kinds += ("cutout",) * cutout + ("overlay",) * overlay
