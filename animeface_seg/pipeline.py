@@ -21,6 +21,7 @@ import numpy as np
 
 from animeface_seg.decode import ImageDecodeError, load_rgb
 from animeface_seg.io import Job
+from animeface_seg.preprocess import ImageShapeError
 from animeface_seg.segmentor import Prepared, Segmentation, Segmentor
 from animeface_seg.writers import write_outputs
 
@@ -82,7 +83,7 @@ def _write(item: _Decoded, result: Segmentation, outputs: dict[str, Path]) -> Ou
 
 
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ImageDecodeError):
+    if isinstance(exc, (ImageDecodeError, ImageShapeError)):
         return str(exc)
     if isinstance(exc, OSError):
         return f"cannot read file: {exc.strerror or exc}"

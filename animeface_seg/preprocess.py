@@ -15,6 +15,13 @@ import torch.nn.functional as F
 RESOLUTION = 512
 #: Padded sides are multiples of this (the UNet needs 32, the reference pads to 64).
 PAD_MULTIPLE = 64
+#: Largest network input accepted (64 times 512x512): a very elongated image would otherwise
+#: become a strip hundreds of thousands of pixels long once its short side is 512.
+MAX_PADDED_PIXELS = 64 * RESOLUTION * RESOLUTION
+
+
+class ImageShapeError(ValueError):
+    """The image's aspect ratio is too extreme to process at 512 on the short side."""
 
 
 def processed_size(height: int, width: int, resolution: int = RESOLUTION) -> tuple[int, int]:
@@ -93,5 +100,16 @@ def pad_edge(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def prepare(image: torch.Tensor, resolution: int = RESOLUTION) -> torch.Tensor:
     """Turn a (3, H, W) uint8 image into the padded (3, H_pad, W_pad) uint8 network input."""
     _, height, width = image.shape
+    check_shape(height, width, resolution)
     resized = resize_uint8(image, processed_size(height, width, resolution))
     return pad_edge(resized, padded_size(height, width, resolution))
+
+
+def check_shape(height: int, width: int, resolution: int = RESOLUTION) -> None:
+    """Raise ``ImageShapeError`` when the network input would exceed ``MAX_PADDED_PIXELS``."""
+    h, w = padded_size(height, width, resolution)
+    if h * w > MAX_PADDED_PIXELS:
+        raise ImageShapeError(
+            f"image is {width}x{height}: with its short side at {resolution} it would be processed at "
+            f"{w}x{h}, more than the {MAX_PADDED_PIXELS:,} pixels allowed; crop it to a less elongated shape"
+        )

@@ -97,3 +97,13 @@ def test_pixel_limit(tmp_path):
     with pytest.raises(ImageDecodeError, match="100x50 = 5,000 pixels, over the limit of 4,999"):
         load_rgb(path, max_pixels=4999)
     assert load_rgb(path, max_pixels=5000).shape == (50, 100, 3)
+
+
+def test_extremely_elongated_image_is_refused_before_allocation():
+    import torch
+
+    from animeface_seg.preprocess import ImageShapeError, prepare
+
+    with pytest.raises(ImageShapeError, match="with its short side at 512 it would be processed at"):
+        prepare(torch.zeros(3, 4, 5000, dtype=torch.uint8))
+    assert prepare(torch.zeros(3, 40, 500, dtype=torch.uint8)).shape == (3, 512, 6400)
