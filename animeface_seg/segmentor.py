@@ -139,13 +139,20 @@ class Segmentor:
             raise ValueError("run() needs images of one padded shape; __call__ groups them for you")
         try:
             classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
+            on_device = [self._finish(p, classes[i], None if masks is None else masks[i])
+                         for i, p in enumerate(batch)]
         except torch.OutOfMemoryError:
             if len(batch) == 1:
                 raise
-            torch.cuda.empty_cache()
-            half = len(batch) // 2
-            return self.run(batch[:half]) + self.run(batch[half:])
-        return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
+        else:
+            # Queue every copy back, then wait once: no stall per image on the GPU.
+            on_host = [{k: v.to("cpu", non_blocking=True) for k, v in d.items()} for d in on_device]
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return [self._segmentation(p, d) for p, d in zip(batch, on_host)]
+        torch.cuda.empty_cache()  # outside the handler, so the failed batch's memory is free
+        half = len(batch) // 2
+        return self.run(batch[:half]) + self.run(batch[half:])
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -165,35 +172,44 @@ class Segmentor:
             logits = self.unet(rgb / 255.0)
         return logits.argmax(1).to(torch.uint8), masks
 
-    def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> Segmentation:
-        """Crop the padding, resize to the asked size, colour, and copy uint8 results to the host."""
+    def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Crop the padding, resize to the asked size and colour, still on the device.
+
+        Returns uint8 ``classes``, ``colors`` and ``mask`` (absent when the background is kept)
+        and ``stats``: the 7 class fractions and the mask's mean.
+        """
         h, w = item.processed_size
         classes = classes[:h, :w]
         size = item.original_size if self.output_size == "original" else item.processed_size
         if size != (h, w):
             classes = preprocess.resize_nearest(classes, size)
-        colors = self._palette[classes.long()]
-        counts = torch.bincount(classes.flatten(), minlength=len(CLASS_NAMES)).tolist()
-        fractions = tuple(c / classes.numel() for c in counts)
-        coverage = None
+        # histc with fixed bounds, unlike bincount, needs no device-to-host sync on CUDA.
+        fractions = torch.histc(classes.float(), bins=len(CLASS_NAMES), min=0, max=len(CLASS_NAMES)) / classes.numel()
+        out = {"classes": classes, "colors": self._palette[classes.long()]}
         if mask is None:
-            mask_u8 = np.full(size, 255, dtype=np.uint8)
-        else:
-            mask = mask[:h, :w]
-            if size != (h, w):
-                mask = F.interpolate(
-                    mask[None, None], size=size, mode="bilinear", align_corners=False, antialias=size[0] < h
-                )[0, 0]
-            coverage = float(mask.mean())
-            mask_u8 = (mask * 255.0).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+            out["stats"] = fractions
+            return out
+        mask = mask[:h, :w]
+        if size != (h, w):
+            mask = F.interpolate(
+                mask[None, None], size=size, mode="bilinear", align_corners=False, antialias=size[0] < h
+            )[0, 0]
+        out["stats"] = torch.cat((fractions, mask.mean()[None]))
+        out["mask"] = (mask * 255.0).clamp_(0, 255).to(torch.uint8)
+        return out
+
+    def _segmentation(self, item: Prepared, host: dict[str, torch.Tensor]) -> Segmentation:
+        """Wrap the host copies of ``_finish``'s tensors as a ``Segmentation``."""
+        stats = host["stats"].tolist()
+        size = tuple(host["classes"].shape)
         return Segmentation(
-            classes=classes.cpu().numpy(),
-            colors=colors.cpu().numpy(),
-            mask=mask_u8,
+            classes=host["classes"].numpy(),
+            colors=host["colors"].numpy(),
+            mask=host["mask"].numpy() if "mask" in host else np.full(size, 255, dtype=np.uint8),
             original_size=item.original_size,
             processed_size=item.processed_size,
-            class_fractions=fractions,
-            mask_coverage=coverage,
+            class_fractions=tuple(stats[: len(CLASS_NAMES)]),
+            mask_coverage=stats[len(CLASS_NAMES)] if "mask" in host else None,
         )
 
     def __call__(self, images: Sequence[ImageInput], batch_size: int | None = None) -> list[Segmentation]:
