@@ -9,7 +9,6 @@ bounded, so memory stays flat however many inputs a run has. Each input ends as 
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,15 +93,13 @@ def process(
     jobs: Iterable[Job],
     segmentor: Segmentor,
     options: RunOptions,
-    stop: threading.Event | None = None,
 ) -> Iterator[Outcome]:
     """Run every job and yield one ``Outcome`` per job as it finishes.
 
-    Setting ``stop`` (or Ctrl-C in the calling thread) stops taking new inputs: the batch in
-    flight is discarded, outputs already being written are finished, then it returns (or
-    re-raises ``KeyboardInterrupt``). Nothing partial is left on disk.
+    Ctrl-C in the calling thread stops taking new inputs: the batch in flight is discarded,
+    outputs already being written are finished, then ``KeyboardInterrupt`` is re-raised.
+    Nothing partial is left on disk.
     """
-    stop = stop or threading.Event()
     keep_source = any(kind in options.kinds for kind in ("cutout", "overlay"))
     batch_size = max(1, options.batch_size)
     prefetch = max(2 * options.workers, 2 * batch_size)
@@ -124,7 +121,8 @@ def process(
             results = segmentor.run([item.prepared for item in items])
         except (RuntimeError, ValueError) as exc:
             for item in items:
-                yield Outcome(item.job, "error", error=f"segmentation failed: {_error_text(exc)}")
+                outputs = item.job.outputs(options.out_dir, options.kinds)
+                yield Outcome(item.job, "error", outputs, f"segmentation failed: {_error_text(exc)}")
             return
         for item, result in zip(items, results):
             outputs = item.job.outputs(options.out_dir, options.kinds)
@@ -136,7 +134,7 @@ def process(
 
     try:
         while True:
-            while not exhausted and not stop.is_set() and len(decoding) < prefetch:
+            while not exhausted and len(decoding) < prefetch:
                 job = next(pending, None)
                 if job is None:
                     exhausted = True
@@ -148,8 +146,6 @@ def process(
                     yield Outcome(job, "skipped", outputs)
                 else:
                     decoding.append((job, decoders.submit(_decode, job, segmentor, keep_source, options.max_pixels)))
-            if stop.is_set():
-                break
             if decoding:
                 job, future = decoding.popleft()
                 try:
@@ -171,7 +167,6 @@ def process(
             yield from finished_writes(write_limit)
         yield from finished_writes(0)
     except KeyboardInterrupt:
-        stop.set()
         for _, future in decoding:
             future.cancel()
         for future in writing:
