@@ -13,9 +13,9 @@ import typer
 from animeface_seg import __version__
 from animeface_seg.allocator import keep_freed_memory
 from animeface_seg.decode import DEFAULT_MAX_PIXELS
-from animeface_seg.device import DeviceError, cpu_has_native_bf16, default_batch_size
+from animeface_seg.device import DeviceError, cpu_has_native_bf16, default_batch_size, default_workers
 from animeface_seg.io import InputError, check_collisions, discover
-from animeface_seg.pipeline import RunOptions, default_workers, process
+from animeface_seg.pipeline import RunOptions, process
 from animeface_seg.report import Reporter
 from animeface_seg.segmentor import Segmentor
 from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
@@ -148,7 +148,7 @@ def command(
         kinds=kinds,
         skip_existing=skip_existing,
         batch_size=batch_size or default_batch_size(segmentor.device),
-        workers=workers or default_workers(segmentor.device.type),
+        workers=workers or default_workers(segmentor.device),
         max_pixels=max_pixels,
     )
     reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet)

@@ -8,7 +8,6 @@ bounded, so memory stays flat however many inputs a run has. Each input ends as 
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,24 +55,26 @@ class Outcome:
 @dataclass
 class _Decoded:
     job: Job
+    outputs: dict[str, Path]
     prepared: Prepared
     source: np.ndarray | None
 
 
-def _decode(job: Job, segmentor: Segmentor, keep_source: bool, max_pixels: int | None) -> _Decoded:
+def _decode(job: Job, outputs: dict[str, Path], segmentor: Segmentor, keep_source: bool,
+            max_pixels: int | None) -> _Decoded:
     image = load_rgb(job.source, max_pixels=max_pixels)
-    return _Decoded(job, segmentor.prepare(image), image if keep_source else None)
+    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None)
 
 
-def _write(item: _Decoded, result: Segmentation, outputs: dict[str, Path]) -> Outcome:
+def _write(item: _Decoded, result: Segmentation) -> Outcome:
     try:
-        write_outputs(result, outputs, item.source)
+        write_outputs(result, item.outputs, item.source)
     except OSError as exc:
-        return Outcome(item.job, "error", outputs, f"cannot write output: {exc.strerror or exc}")
+        return Outcome(item.job, "error", item.outputs, f"cannot write output: {exc.strerror or exc}")
     return Outcome(
         item.job,
         "ok",
-        outputs,
+        item.outputs,
         original_size=result.original_size,
         processed_size=result.processed_size,
         class_fractions=result.class_fractions,
@@ -106,27 +107,26 @@ def process(
     write_limit = 2 * options.workers + batch_size
     decoders = ThreadPoolExecutor(options.workers, thread_name_prefix="decode")
     writers = ThreadPoolExecutor(options.workers, thread_name_prefix="write")
-    decoding: deque[tuple[Job, Future[_Decoded]]] = deque()
+    decoding: deque[tuple[Job, dict[str, Path], Future[_Decoded]]] = deque()
     writing: deque[Future[Outcome]] = deque()
     groups: dict[tuple[int, int], list[_Decoded]] = {}
     held = 0
     pending = iter(jobs)
     exhausted = False
 
-    def run_group(shape: tuple[int, int]) -> Iterator[Outcome]:
+    def run_group(shape: tuple[int, int] | None = None) -> Iterator[Outcome]:
+        """Run the batch of ``shape``, or of the fullest group when none is given."""
         nonlocal held
-        items = groups.pop(shape)
+        items = groups.pop(shape or max(groups, key=lambda s: len(groups[s])))
         held -= len(items)
         try:
             results = segmentor.run([item.prepared for item in items])
         except (RuntimeError, ValueError) as exc:
             for item in items:
-                outputs = item.job.outputs(options.out_dir, options.kinds)
-                yield Outcome(item.job, "error", outputs, f"segmentation failed: {_error_text(exc)}")
+                yield Outcome(item.job, "error", item.outputs, f"segmentation failed: {_error_text(exc)}")
             return
         for item, result in zip(items, results):
-            outputs = item.job.outputs(options.out_dir, options.kinds)
-            writing.append(writers.submit(_write, item, result, outputs))
+            writing.append(writers.submit(_write, item, result))
 
     def finished_writes(limit: int) -> Iterator[Outcome]:
         while writing and (writing[0].done() or len(writing) > limit):
@@ -145,13 +145,14 @@ def process(
                 elif options.skip_existing and all(path.is_file() for path in outputs.values()):
                     yield Outcome(job, "skipped", outputs)
                 else:
-                    decoding.append((job, decoders.submit(_decode, job, segmentor, keep_source, options.max_pixels)))
+                    future = decoders.submit(_decode, job, outputs, segmentor, keep_source, options.max_pixels)
+                    decoding.append((job, outputs, future))
             if decoding:
-                job, future = decoding.popleft()
+                job, outputs, future = decoding.popleft()
                 try:
                     item = future.result()
                 except Exception as exc:  # any failure to read one file fails that file alone
-                    yield Outcome(job, "error", job.outputs(options.out_dir, options.kinds), _error_text(exc))
+                    yield Outcome(job, "error", outputs, _error_text(exc))
                     continue
                 groups.setdefault(item.prepared.padded_shape, []).append(item)
                 held += 1
@@ -159,15 +160,15 @@ def process(
                 if len(groups[shape]) >= batch_size:
                     yield from run_group(shape)
                 elif held >= 2 * batch_size:
-                    yield from run_group(max(groups, key=lambda s: len(groups[s])))
+                    yield from run_group()
             elif groups:
-                yield from run_group(max(groups, key=lambda s: len(groups[s])))
+                yield from run_group()
             else:
                 break
             yield from finished_writes(write_limit)
         yield from finished_writes(0)
     except KeyboardInterrupt:
-        for _, future in decoding:
+        for _, _, future in decoding:
             future.cancel()
         for future in writing:
             yield future.result()
@@ -176,8 +177,3 @@ def process(
         decoders.shutdown(wait=False, cancel_futures=True)
         writers.shutdown(wait=True)
 
-
-def default_workers(device_type: str) -> int:
-    """Threads for decoding and for encoding: enough to hide file work behind the networks."""
-    cores = os.cpu_count() or 1
-    return min(8, cores) if device_type == "cuda" else max(1, min(2, cores))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from animeface_seg import preprocess
-from animeface_seg.decode import composite_over_white, load_rgb, to_rgb_array
+from animeface_seg.decode import load_rgb, to_rgb_array
 from animeface_seg.device import default_batch_size, describe, select_device, select_dtype
 from animeface_seg.palette import CLASS_NAMES, palette_tensor
 from animeface_seg.weights import load_isnet, load_unet
@@ -227,18 +227,15 @@ class Segmentor:
 
 
 def _as_rgb_array(image: ImageInput) -> np.ndarray:
+    """Any accepted input as H x W x 3 uint8 RGB, by the same decode rules as files."""
     if isinstance(image, (str, Path)):
         return load_rgb(image)
     if isinstance(image, Image.Image):
         return to_rgb_array(image)
     array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError("arrays must be uint8, H x W (gray) or H x W x 3/4 (RGB/RGBA)")
-    if array.ndim == 2:
-        return np.repeat(array[..., None], 3, axis=2)
-    if array.shape[2] == 4:
-        return composite_over_white(array)
-    return array
+    return to_rgb_array(Image.fromarray(array))
 
 
 def _group_by_shape(prepared: Sequence[Prepared], batch_size: int) -> Iterator[list[int]]:

@@ -36,9 +36,8 @@ from PIL import Image
 
 from animeface_seg import Segmentor
 from animeface_seg.allocator import keep_freed_memory
-from animeface_seg.device import default_batch_size, describe, select_device, select_dtype
+from animeface_seg.device import default_batch_size, default_workers, describe, select_device, select_dtype
 from animeface_seg.decode import load_rgb
-from animeface_seg.pipeline import default_workers
 from animeface_seg.palette import CLASS_COLORS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +159,7 @@ def main() -> None:
     weights = args.weights_dir or stand_in_weights(work / "weights")
     device = select_device(args.device)
     batch_size = args.batch_size or default_batch_size(device)
-    workers = args.workers or default_workers(device.type)
+    workers = args.workers or default_workers(device)
     extra = ["--batch-size", str(batch_size), "--workers", str(workers)]
     extra += ["--keep-background"] if args.keep_background else []
     figures: dict = {

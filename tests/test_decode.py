@@ -107,3 +107,18 @@ def test_extremely_elongated_image_is_refused_before_allocation():
     with pytest.raises(ImageShapeError, match="with its short side at 512 it would be processed at"):
         prepare(torch.zeros(3, 4, 5000, dtype=torch.uint8))
     assert prepare(torch.zeros(3, 40, 500, dtype=torch.uint8)).shape == (3, 512, 6400)
+
+
+def test_api_arrays_follow_the_file_rules():
+    from animeface_seg.segmentor import _as_rgb_array
+
+    gray = np.full((3, 5), 40, np.uint8)
+    assert _as_rgb_array(gray).shape == (3, 5, 3) and (_as_rgb_array(gray) == 40).all()
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = [[0, 128], [255, 64]]
+    assert (_as_rgb_array(rgba) == composite_over_white(rgba)).all()
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert (_as_rgb_array(rgb) == rgb).all()
+    for bad in (np.zeros((2, 2), np.float32), np.zeros((2, 2, 1), np.uint8)):
+        with pytest.raises(ValueError, match="arrays must be uint8"):
+            _as_rgb_array(bad)
