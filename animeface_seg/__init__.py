@@ -3,12 +3,26 @@
 The Python API mirrors the command line::
 
     from animeface_seg import Segmentor
-    seg = Segmentor(weights_dir="weights/")
+    seg = Segmentor.from_pretrained(weights_dir="weights/")
     result = seg(["a.png", "b.jpg"])[0]   # .colors, .classes, .mask
+
+Layers: ``engine`` (networks, weights, the ``Segmentor``), ``batch`` (finding files, naming
+outputs, the streaming pipeline, PNG writers), ``cli`` (the command), ``integrations`` (other
+front-ends). Importing this package is cheap: torch loads with the first engine name used.
 """
 
-from animeface_seg.segmentor import Segmentation, Segmentor
+from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["Segmentation", "Segmentor", "__version__"]
+_ENGINE_NAMES = ("DeviceSegmentation", "Segmentation", "Segmentor")
+
+__all__ = [*_ENGINE_NAMES, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _ENGINE_NAMES:
+        from animeface_seg import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'animeface_seg' has no attribute {name!r}")

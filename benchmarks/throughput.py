@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +34,12 @@ import torch
 from PIL import Image
 
 from animeface_seg import Segmentor
-from animeface_seg.allocator import keep_freed_memory
-from animeface_seg.device import default_batch_size, default_workers, describe, select_device, select_dtype
-from animeface_seg.decode import load_rgb
-from animeface_seg.palette import CLASS_COLORS
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.cli.process_setup import configure_process
+from animeface_seg.engine.batcher import ShapeBatcher
+from animeface_seg.engine.decode import load_rgb
+from animeface_seg.engine.device import describe, select_device, select_dtype
+from animeface_seg.engine.palette import CLASS_COLORS
 
 REPO = Path(__file__).resolve().parents[1]
 #: (width, height) pairs cycled through: landscape, portrait, square, small (enlarged), large.
@@ -76,12 +77,11 @@ def sync(device: torch.device) -> None:
 
 def networks_alone(seg: Segmentor, paths: list[Path], batch_size: int) -> float:
     """(a) images/s of the two networks on already-prepared batches grouped by shape."""
-    groups: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    batcher = ShapeBatcher(batch_size, key=lambda prepared: prepared.padded_shape, max_held=len(paths))
+    grouped = []
     for path in paths:
-        prepared = seg.prepare(load_rgb(path))
-        groups[prepared.padded_shape].append(prepared.pixels)
-    batches = [torch.stack(items[i:i + batch_size]) for items in groups.values()
-               for i in range(0, len(items), batch_size)]
+        grouped += batcher.add(seg.prepare(load_rgb(path)))
+    batches = [torch.stack([p.pixels for p in group]) for group in grouped + batcher.drain()]
     for batch in {b.shape: b for b in batches}.values():  # warm-up once per shape
         seg.forward(batch)
     sync(seg.device)
@@ -118,7 +118,8 @@ def _colour_pixel_by_pixel(probabilities: np.ndarray) -> np.ndarray:
 def one_at_a_time(weights: Path, paths: list[Path], device: str, keep_background: bool) -> float:
     """(c) reference style: fp32, one image at a time, decode, softmax, per-pixel colouring in
     Python and PNG encoding (Pillow's default level) all in line."""
-    seg = Segmentor(weights_dir=weights, device=device, precision="fp32", remove_background=not keep_background)
+    seg = Segmentor.from_pretrained(weights_dir=weights, device=device, precision="fp32",
+                                    remove_background=not keep_background)
     out = Path(tempfile.mkdtemp(prefix="bench-base-"))
 
     def one(path: Path) -> None:
@@ -153,13 +154,13 @@ def main() -> None:
     ap.add_argument("--rss-n", type=int, nargs="*", default=[], help="extra folder sizes for the peak-RSS check")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
-    keep_freed_memory()  # the allocator setting the command uses, so (a), (b) and (c) compare fairly
+    configure_process()  # the process settings the command uses, so (a), (b) and (c) compare fairly
 
     work = Path(tempfile.mkdtemp(prefix="animeface-bench-"))
     weights = args.weights_dir or stand_in_weights(work / "weights")
     device = select_device(args.device)
-    batch_size = args.batch_size or default_batch_size(device)
-    workers = args.workers or default_workers(device)
+    settings = RunSettings.decide(work, device.type, batch_size=args.batch_size, workers=args.workers)
+    batch_size, workers = settings.batch_size, settings.workers
     extra = ["--batch-size", str(batch_size), "--workers", str(workers)]
     extra += ["--keep-background"] if args.keep_background else []
     figures: dict = {
@@ -174,8 +175,8 @@ def main() -> None:
         figures["b_end_to_end_images_per_s"] = e2e["images_per_s"]
         figures["b_wall_s_including_startup"] = e2e["wall_s"]
         figures["b_peak_rss_mb"] = e2e["peak_rss_mb"]
-        seg = Segmentor(weights_dir=weights, device=args.device, precision=args.precision,
-                        remove_background=not args.keep_background)
+        seg = Segmentor.from_pretrained(weights_dir=weights, device=args.device, precision=args.precision,
+                                        remove_background=not args.keep_background)
         figures["a_networks_images_per_s"] = networks_alone(seg, paths, batch_size)
         del seg
         figures["c_one_at_a_time_images_per_s"] = one_at_a_time(weights, paths, args.device, args.keep_background)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def segmentor(weights_dir: Path):
     """CPU fp32 segmentor with background removal, results at the processed size."""
     from animeface_seg import Segmentor
 
-    return Segmentor(weights_dir=weights_dir, device="cpu", output_size="processed")
+    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,7 @@ def segmentor_keep(weights_dir: Path):
     """CPU fp32 segmentor without background removal, results at the processed size."""
     from animeface_seg import Segmentor
 
-    return Segmentor(weights_dir=weights_dir, device="cpu", output_size="processed", remove_background=False)
+    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed", remove_background=False)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -77,9 +78,57 @@ def cli_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "animeface_seg"]
 
 
+@dataclass
+class CliResult:
+    """What a command run left: exit status and both streams (like ``subprocess.CompletedProcess``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="session")
-def run_cli(weights_dir: Path):
-    """Run the installed command with stand-in weights and no network; returns CompletedProcess."""
+def cached_factory():
+    """Builds each distinct segmentor once per session; a failure (bad weights) is raised every time."""
+    from animeface_seg import Segmentor
+
+    cache: dict[tuple, object] = {}
+
+    def build(**options):
+        key = tuple(sorted((k, str(v)) for k, v in options.items()))
+        if key not in cache:
+            cache[key] = Segmentor.from_pretrained(**options)
+        return cache[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def run_cli(weights_dir: Path, cached_factory):
+    """Run the command in-process (Typer's runner) with stand-in weights; returns a ``CliResult``.
+
+    Loaded networks are shared across calls through the injected segmentor factory; the command's
+    parsing, planning, pipeline, writers and reporting all run as in a real process.
+    """
+    from typer.testing import CliRunner
+
+    from animeface_seg.cli import Environment, app
+
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None, weights: bool = True, env: dict | None = None) -> CliResult:
+        extra = ["--weights-dir", str(weights_dir)] if weights else []
+        environment = {"ANIMEFACE_SEG_WEIGHTS": None, **(env or {})}
+        result = runner.invoke(app, list(args) + extra, input=stdin, env=environment,
+                               obj=Environment(segmentor_factory=cached_factory), catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_process(weights_dir: Path):
+    """Run the installed command as a real process, for what only a process shows (signals, exit codes)."""
 
     def run(*args: str, stdin: str | None = None, weights: bool = True, env: dict | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:

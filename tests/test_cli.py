@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animeface_seg.palette import CLASS_COLORS, CLASS_NAMES
+from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
 from conftest import cli_command, make_image, read_gray, read_rgb
 
 PALETTE = {tuple(c) for c in CLASS_COLORS}
@@ -210,10 +210,10 @@ def test_version_and_help():
         assert flag in help_text
 
 
-def test_fetch_weights_locates_and_checks_both_files(run_cli, weights_dir, tmp_path):
+def test_fetch_weights_locates_and_checks_both_files(run_cli, run_process, weights_dir, tmp_path):
     proc = run_cli("--fetch-weights")
     assert proc.returncode == 0, proc.stderr
     assert f"UNet.pth: {weights_dir / 'UNet.pth'}" in proc.stdout
     assert f"isnetis.ckpt: {weights_dir / 'isnetis.ckpt'}" in proc.stdout
-    offline = run_cli("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
+    offline = run_process("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
     assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr

@@ -18,7 +18,7 @@ pytestmark = [
 def test_cuda_end_to_end_parity(reference, weights_dir, precision):
     from animeface_seg import Segmentor
 
-    seg = Segmentor(weights_dir=weights_dir, device="cuda", precision=precision, output_size="processed")
+    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cuda", precision=precision, output_size="processed")
     results = seg([reference / "golden" / case / "input.png" for case in GOLDEN_CASES], batch_size=4)
     for case, result in zip(GOLDEN_CASES, results):
         case_dir = reference / "golden" / case

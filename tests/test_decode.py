@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animeface_seg.decode import ImageDecodeError, composite_over_white, load_rgb
+from animeface_seg.engine.decode import ImageDecodeError, composite_over_white, load_rgb
 
 
 def _save(image: Image.Image, path, **kwargs):
@@ -102,7 +102,8 @@ def test_pixel_limit(tmp_path):
 def test_extremely_elongated_image_is_refused_before_allocation():
     import torch
 
-    from animeface_seg.preprocess import ImageShapeError, prepare
+    from animeface_seg.engine.errors import ImageShapeError
+    from animeface_seg.engine.geometry import prepare
 
     with pytest.raises(ImageShapeError, match="with its short side at 512 it would be processed at"):
         prepare(torch.zeros(3, 4, 5000, dtype=torch.uint8))
@@ -110,7 +111,7 @@ def test_extremely_elongated_image_is_refused_before_allocation():
 
 
 def test_api_arrays_follow_the_file_rules():
-    from animeface_seg.segmentor import _as_rgb_array
+    from animeface_seg.engine.inputs import as_rgb as _as_rgb_array
 
     gray = np.full((3, 5), 40, np.uint8)
     assert _as_rgb_array(gray).shape == (3, 5, 3) and (_as_rgb_array(gray) == 40).all()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from animeface_seg import preprocess
-from animeface_seg.decode import load_rgb
-from animeface_seg.segmentor import Prepared
+from animeface_seg.engine import geometry as preprocess
+from animeface_seg.engine.decode import load_rgb
+from animeface_seg.engine.segmentor import Prepared
 from conftest import GOLDEN_CASES, agreement, read_gray, read_rgb
 
 
@@ -73,7 +73,7 @@ def test_end_to_end_parity_through_the_command(reference, run_cli, tmp_path, kee
 def test_cpu_bf16_keeps_end_to_end_parity(reference, weights_dir):
     from animeface_seg import Segmentor
 
-    seg = Segmentor(weights_dir=weights_dir, device="cpu", precision="bf16", output_size="processed")
+    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", precision="bf16", output_size="processed")
     assert seg.description == "cpu, bf16"
     case_dir = reference / "golden" / "rgba"  # one case: bf16 is emulated, and slow, on CPUs without it
     result = seg([case_dir / "input.png"])[0]

@@ -8,7 +8,7 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from animeface_seg.io import (
+from animeface_seg.batch.discovery import (
     IMAGE_EXTENSIONS,
     InputError,
     Job,

@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from animeface_seg.models import ISNet, UNet
-from animeface_seg.weights import ABG, UNET, load_isnet, load_unet, load_state_dict
+from animeface_seg.engine.models import ISNet, UNet
+from animeface_seg.engine.weights import ABG, UNET, load_isnet, load_unet, load_state_dict
 
 
 def test_unet_matches_manifest_exactly(reference):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from animeface_seg import weights
-from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
+from animeface_seg.engine import weights
+from animeface_seg.engine.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
 
 
 def test_explicit_path_wins_over_directories(weights_dir, tmp_path, monkeypatch):
@@ -28,7 +28,11 @@ def test_missing_file_names_file_and_fix(tmp_path):
     with pytest.raises(WeightsError) as err:
         resolve(ABG, None, tmp_path)
     message = str(err.value)
-    assert "isnetis.ckpt not found in" in message and "skytnt/anime-seg" in message and "--abg" in message
+    assert "isnetis.ckpt not found in" in message and "skytnt/anime-seg" in message
+    assert "--" not in message and err.value.setting == "abg"  # the library names no CLI flag...
+    from animeface_seg.cli.hints import with_hint
+
+    assert "--abg PATH" in with_hint(message, err.value.setting)  # ...the command adds its own
 
 
 def test_truncated_checkpoint(weights_dir, tmp_path):
@@ -112,7 +116,7 @@ def test_offline_and_not_cached_says_so(fake_hub, monkeypatch):
     monkeypatch.setattr(weights.hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeightsError) as err:
         resolve(UNET)
-    assert "HF_HUB_OFFLINE" in str(err.value) and "--unet" in str(err.value)
+    assert "HF_HUB_OFFLINE" in str(err.value) and err.value.setting == "unet" and "--" not in str(err.value)
     assert hub.downloads == []
 
 
@@ -126,7 +130,7 @@ def test_download_failure_is_one_clear_message(monkeypatch):
     with pytest.raises(WeightsError) as err:
         resolve(ABG)
     message = str(err.value)
-    assert "could not download isnetis.ckpt" in message and "Network is unreachable" in message
+    assert "could not be downloaded" in message and "isnetis.ckpt" in message and "Network is unreachable" in message
 
 
 def test_command_reports_bad_weights_without_traceback(run_cli, weights_dir, tmp_path):
@@ -138,5 +142,6 @@ def test_command_reports_bad_weights_without_traceback(run_cli, weights_dir, tmp
     proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--unet", str(bad), "--abg",
                    str(weights_dir / "isnetis.ckpt"), weights=False)
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr and str(bad) in proc.stderr and "--unet PATH" in proc.stderr
+    assert "weights_only" not in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

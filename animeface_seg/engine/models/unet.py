@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-NUM_CLASSES = 7
+from animeface_seg.engine.palette import NUM_CLASSES
 
 
 def _decoder_block(in_ch: int, out_ch: int) -> nn.Sequential:

@@ -6,22 +6,18 @@ channel is composited over white with the reference's float32 formula.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from animeface_seg.engine.errors import ImageDecodeError
+
 #: Default limit on width x height, against decompression bombs (about a 16k x 16k image).
+#: Checked on every open, from the header, before any pixel is decoded. Pillow's own global
+#: limit (``PIL.Image.MAX_IMAGE_PIXELS``) still applies on top: this module never changes it.
 DEFAULT_MAX_PIXELS = 268_435_456
-
-# We enforce our own limit (``max_pixels``); Pillow's built-in one would fire first otherwise.
-Image.MAX_IMAGE_PIXELS = None
-
-
-class ImageDecodeError(Exception):
-    """An input could not be turned into an RGB image; the message says why."""
 
 
 def composite_over_white(rgba: np.ndarray) -> np.ndarray:
@@ -63,20 +59,18 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
     non-image or oversized files.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(source) as image:
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageDecodeError(
-                        f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
-                        f"{max_pixels:,} (raise it with --max-pixels)"
-                    )
-                image.seek(0)
-                image.load()
-                return to_rgb_array(image)
+        with Image.open(source) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise _too_large(width, height, max_pixels)
+            image.seek(0)
+            image.load()
+            return to_rgb_array(image)
     except ImageDecodeError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"refused as a decompression bomb by Pillow's own limit: {exc}",
+                               setting="max_pixels") from None
     except UnidentifiedImageError:
         if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
             raise ImageDecodeError("file is empty (0 bytes)") from None
@@ -90,3 +84,10 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         raise ImageDecodeError(f"cannot decode image: {reason}") from None
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+        setting="max_pixels",
+    )

@@ -1,4 +1,4 @@
-"""Which files to process and where their outputs go.
+"""Which files to process, and where each one's outputs go under OUT.
 
 INPUT arguments (files, folders, ``-`` for a list of paths on stdin) become ``Job``s; a folder's
 layout is mirrored under OUT, one PNG per output kind. Problems with a single input become a
@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TextIO
 
+from animeface_seg.batch.naming import OutputKind, output_paths
+
 #: Extensions taken when walking a folder, compared lower-cased; a file named explicitly is taken regardless.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
-
-#: Output kind -> suffix added to the input's name; every output is a PNG. The one place naming is defined.
-OUTPUT_SUFFIXES: dict[str, str] = {"map": "", "mask": "_mask", "cutout": "_cutout", "overlay": "_overlay"}
 
 #: How many names an error message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -35,13 +34,9 @@ class Job:
     relative: PurePath
     error: str | None = None
 
-    def outputs(self, out_dir: Path, kinds: Sequence[str]) -> dict[str, Path]:
-        """Output paths for the requested kinds (keys of ``OUTPUT_SUFFIXES``), e.g. ``out/a/b_mask.png``.
-
-        One function, so writers, reports and collision checks agree on names.
-        """
-        folder = out_dir / self.relative.parent
-        return {kind: folder / f"{self.relative.name}{OUTPUT_SUFFIXES[kind]}.png" for kind in kinds}
+    def outputs(self, out_dir: Path, kinds: Sequence[OutputKind]) -> dict[OutputKind, Path]:
+        """Output paths for the requested kinds, e.g. ``out/a/b_mask.png`` (see ``naming.py``)."""
+        return output_paths(out_dir, self.relative, kinds)
 
 
 class InputError(Exception):
@@ -91,7 +86,7 @@ def check_collisions(jobs: Sequence[Job], out_dir: Path = Path()) -> None:
     if not groups:
         return
     lines = [
-        f"  {group[0].outputs(out_dir, ['map'])['map']}: " + ", ".join(str(job.source) for job in group)
+        f"  {group[0].outputs(out_dir, [OutputKind.MAP])[OutputKind.MAP]}: " + ", ".join(str(job.source) for job in group)
         for group in groups[:_MAX_LISTED]
     ]
     if len(groups) > _MAX_LISTED:

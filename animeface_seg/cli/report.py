@@ -15,8 +15,9 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from animeface_seg.palette import CLASS_NAMES
-from animeface_seg.pipeline import Outcome
+from animeface_seg.batch.pipeline import Outcome
+from animeface_seg.cli.hints import with_hint
+from animeface_seg.engine.palette import CLASS_NAMES
 
 
 def _size(size: tuple[int, int] | None) -> dict[str, int] | None:
@@ -29,8 +30,8 @@ def outcome_record(outcome: Outcome) -> dict:
     return {
         "input": str(outcome.job.source),
         "status": outcome.status,
-        "outputs": {kind: str(path) for kind, path in outcome.outputs.items()},
-        "error": outcome.error,
+        "outputs": {str(kind): str(path) for kind, path in outcome.outputs.items()},
+        "error": with_hint(outcome.error, outcome.error_setting),
         "original_size": _size(outcome.original_size),
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
@@ -89,7 +90,8 @@ class Reporter:
         """Record one finished input: error line, JSON record, progress step."""
         self.counts[outcome.status] += 1
         if outcome.status == "error":
-            self.console.print(f"error: {outcome.job.source}: {outcome.error}", markup=False)
+            self.console.print(f"error: {outcome.job.source}: {with_hint(outcome.error, outcome.error_setting)}",
+                               markup=False)
         if self.json_lines:
             self.stdout.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
             self.stdout.flush()

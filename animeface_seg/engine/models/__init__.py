@@ -1,6 +1,6 @@
 """Network definitions: pure ``nn.Module`` classes, no weight loading (see ``weights.py``)."""
 
-from animeface_seg.models.isnet import ISNet
-from animeface_seg.models.unet import UNet
+from animeface_seg.engine.models.isnet import ISNet
+from animeface_seg.engine.models.unet import UNet
 
 __all__ = ["ISNet", "UNet"]

@@ -1,7 +1,8 @@
-"""The geometry rule: resize so the short side is 512, pad to multiples of 64 by edge replication.
+"""The geometry rule and its inverse: resize so the short side is 512, pad to multiples of 64 by
+edge replication; then crop the padding and bring results back to the size asked for.
 
 All tensor work here runs on whatever device the input tensor lives on, in batched-friendly
-separable passes, and returns uint8 (the reference quantises the resized image to 8 bits).
+separable passes; the network input is uint8 (the reference quantises the resized image).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from animeface_seg.engine.errors import ImageShapeError
+
 #: Short side of the image the networks see.
 RESOLUTION = 512
 #: Padded sides are multiples of this (the UNet needs 32, the reference pads to 64).
@@ -18,10 +21,6 @@ PAD_MULTIPLE = 64
 #: Largest network input accepted (64 times 512x512): a very elongated image would otherwise
 #: become a strip hundreds of thousands of pixels long once its short side is 512.
 MAX_PADDED_PIXELS = 64 * RESOLUTION * RESOLUTION
-
-
-class ImageShapeError(ValueError):
-    """The image's aspect ratio is too extreme to process at 512 on the short side."""
 
 
 def processed_size(height: int, width: int, resolution: int = RESOLUTION) -> tuple[int, int]:
@@ -77,6 +76,25 @@ def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     else:
         out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Remove the bottom/right padding of a (..., H_pad, W_pad) network output, keeping ``size``."""
+    return tensor[..., : size[0], : size[1]]
+
+
+def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bring an (h, w) class map to ``size`` (the inverse of the resize, for the map)."""
+    return classes if tuple(classes.shape[-2:]) == tuple(size) else resize_nearest(classes, size)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bring an (h, w) float mask to ``size``: bilinear, antialiased when shrinking."""
+    h, w = mask.shape[-2:]
+    if (h, w) == tuple(size):
+        return mask
+    return F.interpolate(mask[None, None], size=size, mode="bilinear", align_corners=False,
+                         antialias=size[0] < h)[0, 0]
 
 
 def resize_nearest(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

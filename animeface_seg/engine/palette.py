@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 #: Class names in index order (the UNet's output channel = the class index).
 CLASS_NAMES: tuple[str, ...] = ("background", "hair", "eye", "mouth", "face", "skin", "clothes")
@@ -18,7 +21,12 @@ CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
     (255, 0, 255),
 )
 
+#: Number of classes: the UNet's output channels are sized from the palette, so the two cannot drift.
+NUM_CLASSES: int = len(CLASS_NAMES)
+
 
 def palette_tensor(device: torch.device | str = "cpu") -> torch.Tensor:
     """The palette as a (7, 3) uint8 tensor, for lookups ``palette[classes]`` on the device."""
+    import torch  # here, so the names and colours import without torch (the CLI's fast start)
+
     return torch.tensor(CLASS_COLORS, dtype=torch.uint8, device=device)

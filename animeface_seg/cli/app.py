@@ -1,26 +1,30 @@
-"""The ``animeface-seg`` command: parse paths and flags, then hand over to the pipeline."""
+"""The ``animeface-seg`` command: parse paths and flags, then hand over to the batch layer.
+
+Nothing heavy is imported at module level: ``--help`` and ``--version`` answer without
+loading torch. The app is a module-level object so tests can invoke it in-process with an
+``Environment`` (streams, how the segmentor is built) passed as the Click context object.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
-import torch
 import typer
 
 from animeface_seg import __version__
-from animeface_seg.allocator import keep_freed_memory
-from animeface_seg.decode import DEFAULT_MAX_PIXELS
-from animeface_seg.device import DeviceError, cpu_has_native_bf16, default_batch_size, default_workers
-from animeface_seg.io import InputError, check_collisions, discover
-from animeface_seg.pipeline import RunOptions, process
-from animeface_seg.report import Reporter
-from animeface_seg.segmentor import Segmentor
-from animeface_seg.weights import ABG, UNET, WeightsError, load_isnet, load_unet, resolve
+from animeface_seg.cli.exit_codes import ExitCode
+from animeface_seg.cli.hints import with_hint
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+if TYPE_CHECKING:
+    from animeface_seg.engine.segmentor import Segmentor
+
+#: Same value as ``engine.decode.DEFAULT_MAX_PIXELS`` (checked by a test), kept here so --help needs no engine.
+DEFAULT_MAX_PIXELS = 268_435_456
 
 HELP = """Segment anime characters in images: a colour-coded face-part map and a character mask.
 
@@ -47,26 +51,48 @@ class Size(str, Enum):
     processed = "processed"
 
 
+def _build_segmentor(**options: Any) -> Segmentor:
+    from animeface_seg.engine.segmentor import Segmentor
+
+    return Segmentor.from_pretrained(**options)
+
+
+@dataclass
+class Environment:
+    """What the command reads and writes besides files: its streams and how it builds the segmentor.
+
+    ``None`` streams mean the process's own, looked up when used (so test runners can swap them).
+    """
+
+    stdin: Optional[TextIO] = None
+    stdout: Optional[TextIO] = None
+    stderr: Optional[TextIO] = None
+    segmentor_factory: Callable[..., "Segmentor"] = field(default=_build_segmentor)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"animeface-seg {__version__}")
         raise typer.Exit()
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
     typer.echo(f"animeface-seg: error: {message}", err=True)
     return typer.Exit(code)
 
 
 def _fetch_weights(unet: Path | None, abg: Path | None, weights_dir: Path | None) -> None:
     """Resolve (downloading if needed) and check both weight files, then print where they are."""
-    for spec, path, load in ((UNET, unet, load_unet), (ABG, abg, load_isnet)):
+    from animeface_seg.engine.weights import ABG, UNET, load, resolve
+
+    for spec, path in ((UNET, unet), (ABG, abg)):
         location = resolve(spec, path, weights_dir)
-        load(location)
+        load(spec, location)
         typer.echo(f"{spec.filename}: {location}")
 
 
 def command(
+    ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(
         metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
@@ -120,57 +146,83 @@ def command(
     version: Annotated[Optional[bool], typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
+    env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    from animeface_seg.engine.errors import EngineError
+    from animeface_seg.batch.discovery import InputError
+
     try:
         if fetch_weights:
             _fetch_weights(unet, abg, weights_dir)
-            raise typer.Exit(EXIT_OK)
+            raise typer.Exit(ExitCode.OK)
         if not inputs:
             raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
         if output is None:
             raise _fail("no output folder given: add -o OUT")
         if output.exists() and not output.is_dir():
             raise _fail(f"-o {output} exists and is not a folder")
-        stdin = sys.stdin if "-" in inputs else None
+        return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
+                    overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
+                    precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
+                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines)
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+    except EngineError as exc:
+        raise _fail(with_hint(str(exc), exc.setting) or "") from None
+
+
+def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
+         overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
+         batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool) -> None:
+    """Plan the run, build the segmentor, stream every input through it and report."""
+    from animeface_seg.batch.discovery import check_collisions, discover
+    from animeface_seg.batch.pipeline import process
+    from animeface_seg.batch.settings import RunSettings
+    from animeface_seg.cli.report import Reporter
+    from animeface_seg.engine.device import cpu_has_native_bf16
+
+    try:
+        stdin = (env.stdin or sys.stdin) if "-" in inputs else None
         jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
         check_collisions(jobs, output)
-        segmentor = Segmentor(unet, abg, weights_dir, remove_background=not keep_background,
-                              device=device, precision=precision, output_size=size.value)
-    except (InputError, WeightsError, DeviceError) as exc:
-        raise _fail(str(exc)) from None
+        segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
+                                          remove_background=not keep_background, device=device,
+                                          precision=precision, output_size=size.value)
     except KeyboardInterrupt:
         typer.echo("interrupted before any input was processed", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
 
-    kinds = ("map",) + (() if keep_background else ("mask",))
-    kinds += ("cutout",) * cutout + ("overlay",) * overlay
-    options = RunOptions(
-        out_dir=output,
-        kinds=kinds,
-        skip_existing=skip_existing,
-        batch_size=batch_size or default_batch_size(segmentor.device),
-        workers=workers or default_workers(segmentor.device),
-        max_pixels=max_pixels,
-    )
-    reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet)
+    import torch
+
+    if segmentor.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
+    settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
+                                  overlay=overlay, batch_size=batch_size, workers=workers,
+                                  skip_existing=skip_existing, max_pixels=max_pixels)
+    reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     interrupted = False
     with reporter:
         try:
-            for outcome in process(jobs, segmentor, options):
+            for outcome in process(jobs, segmentor, settings):
                 reporter.add(outcome)
         except KeyboardInterrupt:
             interrupted = True
     reporter.info(reporter.summary(interrupted))
     if interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_FAILED if reporter.counts["error"] else EXIT_OK)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+app.command(help=HELP, no_args_is_help=True)(command)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    keep_freed_memory()
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command(help=HELP, no_args_is_help=True)(command)
-    app()
+    """Console-script entry point: the process-wide settings a command may make, then the app."""
+    from animeface_seg.cli.process_setup import configure_process
+
+    configure_process()
+    app(obj=Environment())

@@ -1,0 +1,227 @@
+"""The streaming batch run: decode, segment and write overlap, with bounded memory.
+
+A feeder thread pulls jobs from the source (a finite list or an endless live source) and
+hands them to decoding threads; the calling thread groups decoded images into device batches
+(``ShapeBatcher``: full, idle time-out, end of input), runs the networks, and hands results to
+writing threads. Every stage reports to one event queue, so finished writes are reported as
+soon as they land and a partial batch never waits for inputs that may never come. Every
+queue is bounded, so memory stays flat however many inputs a run has. Each job ends as
+exactly one ``Outcome``; a bad file fails alone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.writers import write_outputs
+from animeface_seg.engine.batcher import ShapeBatcher
+from animeface_seg.engine.decode import load_rgb
+from animeface_seg.engine.errors import EngineError
+from animeface_seg.engine.segmentor import Prepared, Segmentation, Segmentor
+
+Status = Literal["ok", "skipped", "error"]
+
+#: Longest single wait of the calling thread, so Ctrl-C is seen promptly on every platform.
+_POLL = 0.25
+
+
+@dataclass
+class Outcome:
+    """What happened to one input."""
+
+    job: Job
+    status: Status
+    outputs: dict[OutputKind, Path] = field(default_factory=dict)
+    error: str | None = None
+    error_setting: str | None = None
+    """The engine setting that governs the error, if any (a front-end names its own flag for it)."""
+    original_size: tuple[int, int] | None = None
+    processed_size: tuple[int, int] | None = None
+    class_fractions: tuple[float, ...] | None = None
+    mask_coverage: float | None = None
+
+
+@dataclass
+class _Decoded:
+    job: Job
+    outputs: dict[OutputKind, Path]
+    prepared: Prepared
+    source: np.ndarray | None
+
+
+def _failed(job: Job, outputs: dict[OutputKind, Path], exc: BaseException, prefix: str = "") -> Outcome:
+    if isinstance(exc, EngineError):
+        text, setting = str(exc), exc.setting
+    elif isinstance(exc, OSError):
+        text, setting = f"cannot read file: {exc.strerror or exc}", None
+    else:
+        text, setting = f"{type(exc).__name__}: {exc}", None
+    return Outcome(job, "error", outputs, prefix + text, setting)
+
+
+def _decode(job: Job, outputs: dict[OutputKind, Path], segmentor: Segmentor, keep_source: bool,
+            max_pixels: int | None) -> _Decoded:
+    image = load_rgb(job.source, max_pixels=max_pixels)
+    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None)
+
+
+def _write(item: _Decoded, result: Segmentation) -> Outcome:
+    try:
+        write_outputs(result, item.outputs, item.source)
+    except OSError as exc:
+        return Outcome(item.job, "error", item.outputs, f"cannot write output: {exc.strerror or exc}")
+    return Outcome(item.job, "ok", item.outputs, original_size=result.original_size,
+                   processed_size=result.processed_size, class_fractions=result.class_fractions,
+                   mask_coverage=result.mask_coverage)
+
+
+def is_done(outputs: dict[OutputKind, Path]) -> bool:
+    """Whether every output of a job is already on disk (``--skip-existing``)."""
+    return all(path.is_file() for path in outputs.values())
+
+
+class _Run:
+    """The state of one ``process`` call; its threads talk to the caller only through ``events``."""
+
+    def __init__(self, jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings) -> None:
+        self.segmentor = segmentor
+        self.settings = settings
+        self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        workers, batch = settings.workers, settings.batch_size
+        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        # Images decoding or waiting for a batch: more than the batcher may hold, so groups can fill.
+        self.decode_slots = threading.Semaphore(max(2 * workers, 2 * batch) + 1)
+        self.write_slots = threading.Semaphore(2 * workers + batch)
+        self.stop = threading.Event()
+        self.decoders = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        self.writers = ThreadPoolExecutor(workers, thread_name_prefix="write")
+        self.batcher: ShapeBatcher[_Decoded] = ShapeBatcher(
+            batch, key=lambda item: item.prepared.padded_shape, timeout=settings.flush_after)
+        self.feeder = threading.Thread(target=self._feed, args=(jobs,), name="feed", daemon=True)
+
+    # -- feeder thread --------------------------------------------------------------------------
+    def _feed(self, jobs: Iterable[Job]) -> None:
+        count = 0
+        try:
+            for job in jobs:
+                count += 1
+                outputs = job.outputs(self.settings.out_dir, self.settings.kinds)
+                if job.error:
+                    self.events.put(("early", Outcome(job, "error", outputs, job.error)))
+                elif self.settings.skip_existing and is_done(outputs):
+                    self.events.put(("early", Outcome(job, "skipped", outputs)))
+                else:
+                    while not self.decode_slots.acquire(timeout=_POLL):
+                        if self.stop.is_set():
+                            return
+                    if self.stop.is_set():
+                        return
+                    future = self.decoders.submit(_decode, job, outputs, self.segmentor, self.keep_source,
+                                                  self.settings.max_pixels)
+                    future.add_done_callback(lambda f, job=job, outputs=outputs:
+                                             self.events.put(("decoded", job, outputs, f)))
+                if self.stop.is_set():
+                    return
+        except BaseException as exc:  # a failing source is the caller's error, raised there
+            self.events.put(("source_error", exc))
+        else:
+            self.events.put(("fed", count))
+
+    # -- calling thread -------------------------------------------------------------------------
+    def _run_batch(self, items: list[_Decoded]) -> Iterator[Outcome]:
+        for _ in items:
+            self.decode_slots.release()
+        try:
+            results = self.segmentor.run([item.prepared for item in items])
+        except (RuntimeError, ValueError) as exc:
+            for item in items:
+                yield _failed(item.job, item.outputs, exc, "segmentation failed: ")
+            return
+        for item, result in zip(items, results):
+            self.write_slots.acquire()
+            future = self.writers.submit(_write, item, result)
+            future.add_done_callback(self._written)
+
+    def _written(self, future: Future[Outcome]) -> None:
+        self.write_slots.release()
+        self.events.put(("written", future.result()))
+
+    def outcomes(self) -> Iterator[Outcome]:
+        self.feeder.start()
+        total: int | None = None
+        arrived = finished = 0
+        try:
+            while total is None or finished < total:
+                deadline = self.batcher.next_deadline()
+                wait = _POLL if deadline is None else min(_POLL, max(0.0, deadline - time.monotonic()))
+                try:
+                    event = self.events.get(timeout=wait)
+                except queue.Empty:
+                    event = None
+                batches: list[list[_Decoded]] = []
+                if event is not None:
+                    kind = event[0]
+                    if kind in ("early", "written"):
+                        arrived += kind == "early"
+                        finished += 1
+                        yield event[1]
+                    elif kind == "decoded":
+                        _, job, outputs, future = event
+                        arrived += 1
+                        exc = future.exception()
+                        if exc is not None:
+                            self.decode_slots.release()
+                            finished += 1
+                            yield _failed(job, outputs, exc)
+                        else:
+                            batches += self.batcher.add(future.result())
+                    elif kind == "fed":
+                        total = event[1]
+                    elif kind == "source_error":
+                        raise event[1]
+                batches += self.batcher.due()
+                if arrived == total:  # nothing is decoding any more: what the batcher holds is all there is
+                    batches += self.batcher.drain()
+                for batch in batches:
+                    for outcome in self._run_batch(batch):
+                        finished += 1
+                        yield outcome
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.decoders.shutdown(wait=False, cancel_futures=True)
+            self.writers.shutdown(wait=True)
+            while True:
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                if event[0] in ("early", "written"):
+                    yield event[1]
+            raise
+        finally:
+            self.stop.set()
+            self.decoders.shutdown(wait=False, cancel_futures=True)
+            self.writers.shutdown(wait=True)
+
+
+def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings) -> Iterator[Outcome]:
+    """Run every job and yield one ``Outcome`` per job as it finishes.
+
+    ``jobs`` may be endless (a live source): a partial batch runs once it has waited
+    ``settings.flush_after`` seconds. Ctrl-C in the calling thread stops taking new inputs: the
+    batch in flight is discarded, outputs already being written are finished and reported, then
+    ``KeyboardInterrupt`` is re-raised. Nothing partial is left on disk.
+    """
+    return _Run(jobs, segmentor, settings).outcomes()

@@ -1,0 +1,66 @@
+"""The settings of one batch run, decided once and passed down to every stage and front-end."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from animeface_seg.batch.naming import OutputKind
+from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
+
+#: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
+#: so a live source (a watched folder) never leaves an image stuck in a half-full batch.
+DEFAULT_FLUSH_AFTER = 0.5
+
+
+def default_workers(device_type: str) -> int:
+    """Threads for decoding and for encoding: enough to hide file work behind the networks.
+
+    On CPU the networks already use every core, and 1 or 2 workers measured the same.
+    """
+    cores = os.cpu_count() or 1
+    return min(8, cores) if device_type == "cuda" else max(1, min(2, cores))
+
+
+def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False) -> tuple[OutputKind, ...]:
+    """What a run writes: the map, the mask unless the background is kept, and the optional extras."""
+    kinds = [OutputKind.MAP]
+    if not keep_background:
+        kinds.append(OutputKind.MASK)
+    if cutout:
+        kinds.append(OutputKind.CUTOUT)
+    if overlay:
+        kinds.append(OutputKind.OVERLAY)
+    return tuple(kinds)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What to write, where, and how hard to work; build it with ``decide``."""
+
+    out_dir: Path
+    kinds: tuple[OutputKind, ...]
+    batch_size: int
+    workers: int
+    skip_existing: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    flush_after: float = DEFAULT_FLUSH_AFTER
+
+    @classmethod
+    def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
+               overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
+               skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               flush_after: float = DEFAULT_FLUSH_AFTER) -> RunSettings:
+        """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices."""
+        from animeface_seg.engine.device import default_batch_size
+
+        return cls(
+            out_dir=out_dir,
+            kinds=output_kinds(keep_background, cutout, overlay),
+            batch_size=max(1, batch_size or default_batch_size(device_type)),
+            workers=max(1, workers or default_workers(device_type)),
+            skip_existing=skip_existing,
+            max_pixels=max_pixels,
+            flush_after=flush_after,
+        )

@@ -1,0 +1,18 @@
+"""The command's exit codes, one named set for every mode."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What the exit status of ``animeface-seg`` means."""
+
+    OK = 0
+    """Every input was processed or skipped."""
+    FAILED = 1
+    """Some inputs failed; the others were written."""
+    USAGE = 2
+    """Usage or set-up error: nothing was processed."""
+    INTERRUPTED = 130
+    """Stopped by Ctrl-C after finishing the files being written."""

@@ -1,0 +1,283 @@
+"""The inference API: images in, face-part maps and character masks out.
+
+``Segmentor`` takes built networks (modules or state dicts) and runs them on one device;
+``Segmentor.from_pretrained`` finds and loads the checkpoint files first (see ``weights.py``).
+``prepare`` turns one image into the padded uint8 network input on the device; ``run`` and
+``run_on_device`` segment a batch of prepared images sharing one padded shape; ``__call__``
+and ``segment_on_device`` do both for any number of images of any sizes. Everything stays on
+the device until the final uint8 results are copied back, and only when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from animeface_seg.engine import geometry
+from animeface_seg.engine.batcher import ShapeBatcher
+from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
+from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
+from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, palette_tensor
+from animeface_seg.engine.weights import ABG, UNET, build, load, resolve
+
+OutputSize = Literal["original", "processed"]
+Network = Union[nn.Module, Mapping[str, torch.Tensor]]
+
+
+@dataclass
+class Segmentation:
+    """Result for one image on the host. Arrays are uint8 at the size asked for (original or processed)."""
+
+    classes: np.ndarray
+    """H x W class indices 0-6 (see ``palette.CLASS_NAMES``)."""
+    colors: np.ndarray
+    """H x W x 3 RGB colour map (see ``palette.CLASS_COLORS``)."""
+    mask: np.ndarray
+    """H x W character mask, 0-255; all 255 when the background was kept."""
+    original_size: tuple[int, int]
+    """(height, width) of the input image."""
+    processed_size: tuple[int, int]
+    """(height, width) the networks worked at, padding excluded."""
+    class_fractions: tuple[float, ...]
+    """Share of the map taken by each class, in ``palette.CLASS_NAMES`` order (sums to 1)."""
+    mask_coverage: float | None
+    """Mean of the mask in [0, 1]; None when the background was kept (no mask computed)."""
+
+
+@dataclass
+class DeviceSegmentation:
+    """Result for one image, still on the segmentor's device (uint8 tensors, nothing copied)."""
+
+    classes: torch.Tensor
+    """(H, W) class indices."""
+    colors: torch.Tensor
+    """(H, W, 3) RGB colour map."""
+    mask: torch.Tensor | None
+    """(H, W) mask 0-255, or None when the background was kept."""
+    stats: torch.Tensor
+    """The class fractions, then the mask's mean when there is a mask (float32)."""
+    original_size: tuple[int, int]
+    processed_size: tuple[int, int]
+
+    def to_host(self) -> Segmentation:
+        """Copy to numpy (waits for the device)."""
+        return _to_host([self])[0]
+
+
+@dataclass
+class Prepared:
+    """An image turned into network input: padded (3, H_pad, W_pad) uint8 on the device."""
+
+    pixels: torch.Tensor
+    original_size: tuple[int, int]
+    processed_size: tuple[int, int]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """Images with the same padded shape can share a batch."""
+        return tuple(self.pixels.shape[1:])
+
+
+def _as_module(network: Network, spec) -> nn.Module:
+    return network if isinstance(network, nn.Module) else build(spec, network)
+
+
+class Segmentor:
+    """Anime face-part segmentation with optional background removal, batched on one device.
+
+    ``unet`` and ``isnet`` are built networks or their state dicts (keys as in the published
+    checkpoints); without ``isnet`` the background is kept and no mask is computed. With
+    ``place=False`` the networks are used where the caller put them (a host that manages
+    model memory itself), otherwise they are moved to ``device`` in the chosen memory format.
+    """
+
+    def __init__(
+        self,
+        unet: Network,
+        isnet: Network | None = None,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        output_size: OutputSize = "original",
+        place: bool = True,
+    ) -> None:
+        if output_size not in ("original", "processed"):
+            raise ValueError(f"output_size must be 'original' or 'processed', not {output_size!r}")
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.dtype = select_dtype(self.device, precision)
+        self.output_size = output_size
+        self.memory_format = memory_format(self.device, self.dtype)
+        self.unet = self._place(_as_module(unet, UNET), place)
+        self.isnet = None if isnet is None else self._place(_as_module(isnet, ABG), place)
+        self._palette = palette_tensor(self.device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        unet: str | Path | None = None,
+        abg: str | Path | None = None,
+        weights_dir: str | Path | None = None,
+        *,
+        remove_background: bool = True,
+        **options,
+    ) -> Segmentor:
+        """Find and load both checkpoints (paths, weights folder, ``$ANIMEFACE_SEG_WEIGHTS``, hub cache,
+        download), then build a ``Segmentor``; ``options`` are those of the constructor.
+
+        The mask network is only looked for and loaded when the background is removed.
+        """
+        unet_module = load(UNET, resolve(UNET, unet, weights_dir))
+        isnet_module = load(ABG, resolve(ABG, abg, weights_dir)) if remove_background else None
+        return cls(unet_module, isnet_module, **options)
+
+    @property
+    def remove_background(self) -> bool:
+        """Whether the mask network runs (and the UNet sees the character over white)."""
+        return self.isnet is not None
+
+    @property
+    def description(self) -> str:
+        """Device and precision in words, e.g. ``cpu, fp32``."""
+        return describe(self.device, self.dtype)
+
+    def _place(self, model: nn.Module, place: bool) -> nn.Module:
+        model = model.eval()
+        return model.to(self.device).to(memory_format=self.memory_format) if place else model
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def prepare(self, image: RGBImage) -> Prepared:
+        """Move one image (H x W x 3 uint8 array, or (3, H, W) uint8 tensor) to the device, resize and pad it."""
+        if isinstance(image, np.ndarray):
+            pixels = torch.from_numpy(np.ascontiguousarray(image))
+            if self.device.type == "cuda":
+                pixels = pixels.pin_memory()
+            pixels = pixels.to(self.device, non_blocking=True).permute(2, 0, 1)
+        else:
+            pixels = image.to(self.device, non_blocking=True)
+        height, width = pixels.shape[1:]
+        return Prepared(
+            pixels=geometry.prepare(pixels),
+            original_size=(height, width),
+            processed_size=geometry.processed_size(height, width),
+        )
+
+    def run(self, batch: Sequence[Prepared]) -> list[Segmentation]:
+        """Segment prepared images sharing one padded shape, results copied to the host."""
+        return _to_host(self.run_on_device(batch))
+
+    @torch.inference_mode()
+    def run_on_device(self, batch: Sequence[Prepared]) -> list[DeviceSegmentation]:
+        """Segment prepared images sharing one padded shape, as one batch; results stay on the device.
+
+        A CUDA out-of-memory error splits the batch in two and retries each half.
+        """
+        if not batch:
+            return []
+        if len({p.padded_shape for p in batch}) != 1:
+            raise ValueError("run() needs images of one padded shape; __call__ groups them for you")
+        try:
+            classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
+            return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+        torch.cuda.empty_cache()  # outside the handler, so the failed batch's memory is free
+        half = len(batch) // 2
+        return self.run_on_device(batch[:half]) + self.run_on_device(batch[half:])
+
+    @torch.inference_mode()
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The networks alone on a padded (N, 3, H, W) uint8 batch on the device.
+
+        Returns (N, H, W) uint8 class indices and the (N, H, W) float mask (None when the
+        background is kept), both still padded and on the device.
+        """
+        rgb = pixels.float().contiguous(memory_format=self.memory_format)
+        masks = None
+        with self._autocast():
+            if self.isnet is not None:
+                masks = self.isnet(rgb / 255.0).float()
+                # The reference composites over white and truncates to uint8 before the UNet.
+                rgb = (masks * rgb + 255.0 * (1.0 - masks)).trunc_()
+                masks = masks[:, 0]
+            logits = self.unet(rgb / 255.0)
+        return logits.argmax(1).to(torch.uint8), masks
+
+    def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> DeviceSegmentation:
+        """Crop the padding, bring to the asked size and colour, still on the device."""
+        size = item.original_size if self.output_size == "original" else item.processed_size
+        classes = geometry.resize_classes(geometry.crop(classes, item.processed_size), size)
+        # histc with fixed bounds, unlike bincount, needs no device-to-host sync on CUDA.
+        stats = torch.histc(classes.float(), bins=NUM_CLASSES, min=0, max=NUM_CLASSES) / classes.numel()
+        if mask is not None:
+            mask = geometry.resize_mask(geometry.crop(mask, item.processed_size), size)
+            stats = torch.cat((stats, mask.mean()[None]))
+            mask = (mask * 255.0).clamp_(0, 255).to(torch.uint8)
+        return DeviceSegmentation(classes, self._palette[classes.long()], mask, stats,
+                                  item.original_size, item.processed_size)
+
+    def segment_on_device(self, images: ImageInput | Iterable[ImageInput],
+                          batch_size: int | None = None) -> list[DeviceSegmentation]:
+        """Like ``__call__``, but results stay on the device as uint8 tensors (no host copy)."""
+        batcher: ShapeBatcher[tuple[int, Prepared]] = ShapeBatcher(
+            batch_size or default_batch_size(self.device), key=lambda item: item[1].padded_shape)
+        results: dict[int, DeviceSegmentation] = {}
+
+        def run(batch: list[tuple[int, Prepared]]) -> None:
+            for (index, _), result in zip(batch, self.run_on_device([item for _, item in batch])):
+                results[index] = result
+
+        for index, image in enumerate(as_rgb_images(images)):
+            for batch in batcher.add((index, self.prepare(image))):
+                run(batch)
+        for batch in batcher.drain():
+            run(batch)
+        return [results[i] for i in range(len(results))]
+
+    def __call__(self, images: ImageInput | Iterable[ImageInput], batch_size: int | None = None) -> list[Segmentation]:
+        """Segment images of any sizes, in order: file paths, PIL images, uint8 arrays, or tensors
+        (float ``(B, H, W, 3)`` in [0, 1] as ComfyUI's IMAGE, uint8 ``(3, H, W)``); see ``inputs.py``.
+
+        ``batch_size`` defaults to the device's (``device.default_batch_size``).
+        """
+        return _to_host(self.segment_on_device(images, batch_size))
+
+
+def _to_host(results: Sequence[DeviceSegmentation]) -> list[Segmentation]:
+    """Copy device results to numpy: every copy queued first, then one wait (no stall per image)."""
+    copies = [
+        {"classes": r.classes, "colors": r.colors, "stats": r.stats, **({"mask": r.mask} if r.mask is not None else {})}
+        for r in results
+    ]
+    copies = [{k: v.to("cpu", non_blocking=True) for k, v in d.items()} for d in copies]
+    devices = {r.classes.device for r in results if r.classes.device.type == "cuda"}
+    for device in devices:
+        torch.cuda.synchronize(device)
+    out = []
+    for result, host in zip(results, copies):
+        stats = host["stats"].tolist()
+        has_mask = "mask" in host
+        out.append(Segmentation(
+            classes=host["classes"].numpy(),
+            colors=host["colors"].numpy(),
+            mask=host["mask"].numpy() if has_mask else np.full(tuple(host["classes"].shape), 255, dtype=np.uint8),
+            original_size=result.original_size,
+            processed_size=result.processed_size,
+            class_fractions=tuple(stats[:NUM_CLASSES]),
+            mask_coverage=stats[NUM_CLASSES] if has_mask else None,
+        ))
+    return out
+
+
+__all__ = ["CLASS_NAMES", "DeviceSegmentation", "Prepared", "Segmentation", "Segmentor"]
