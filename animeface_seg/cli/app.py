@@ -188,9 +188,9 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
                                           remove_background=not keep_background, device=device,
                                           precision=precision, output_size=size.value)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
+        raise typer.Exit(_stop_code(exc)) from None
 
     import torch
 
@@ -203,17 +203,23 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
-    interrupted = False
+    stop: KeyboardInterrupt | None = None
     with reporter:
         try:
             for outcome in process(jobs, segmentor, settings):
                 reporter.add(outcome)
-        except KeyboardInterrupt:
-            interrupted = True
-    reporter.info(reporter.summary(interrupted))
-    if interrupted:
-        raise typer.Exit(ExitCode.INTERRUPTED)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
+            stop = exc
+    reporter.info(reporter.summary(stop is not None))
+    if stop is not None:
+        raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
+
+
+def _stop_code(stop: KeyboardInterrupt) -> ExitCode:
+    from animeface_seg.cli.process_setup import Terminated
+
+    return ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

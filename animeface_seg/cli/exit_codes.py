@@ -16,3 +16,5 @@ class ExitCode(IntEnum):
     """Usage or set-up error: nothing was processed."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C after finishing the files being written."""
+    TERMINATED = 143
+    """Stopped by SIGTERM after finishing the files being written."""
