@@ -15,6 +15,7 @@ from typing import Union
 
 import numpy as np
 import torch
+from einops import rearrange
 from PIL import Image
 
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb_array
@@ -37,7 +38,7 @@ def _split_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
         if tensor.dim() != 4 or tensor.shape[-1] != 3:
             raise ValueError(f"float image tensors must be (B, H, W, 3) or (H, W, 3) in [0, 1], "
                              f"not {tuple(tensor.shape)}")
-        return list(float_to_uint8(tensor).permute(0, 3, 1, 2))
+        return list(rearrange(float_to_uint8(tensor), "b h w c -> b c h w"))
     if tensor.dtype == torch.uint8:
         if tensor.dim() == 3:
             tensor = tensor[None]

@@ -18,6 +18,7 @@ from typing import Literal, Union
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import nn
 
 from animeface_seg.engine import geometry
@@ -162,7 +163,7 @@ class Segmentor:
             pixels = torch.from_numpy(np.ascontiguousarray(image))
             if self.device.type == "cuda":
                 pixels = pixels.pin_memory()
-            pixels = pixels.to(self.device, non_blocking=True).permute(2, 0, 1)
+            pixels = rearrange(pixels.to(self.device, non_blocking=True), "h w c -> c h w")
         else:
             pixels = image.to(self.device, non_blocking=True)
         height, width = pixels.shape[1:]
