@@ -42,9 +42,11 @@ Examples:
   animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
   animeface-seg --fetch-weights            # download the two weight files ahead of time
+  animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
-error (nothing was processed), 130 interrupted.
+error (nothing was processed), 130 interrupted (with --watch, Ctrl-C or SIGTERM ends
+with 0 or 1).
 """
 
 
@@ -200,8 +202,10 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     drop = None
     try:
         if watch:
-            from animeface_seg.integrations.watch import DEFAULT_SETTLE, DropFolders
-
+            try:
+                from animeface_seg.integrations.watch import DEFAULT_SETTLE, DropFolders
+            except ImportError as exc:
+                raise _fail(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
             drop = DropFolders(inputs, output, settle=DEFAULT_SETTLE if settle is None else settle,
                                recursive=recursive)
             drop.start()

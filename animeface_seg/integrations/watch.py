@@ -116,7 +116,11 @@ class DropFolders:
         self._changes = watch(*(absolute for _, absolute in self._roots), watch_filter=None, debounce=2 * ms,
                               step=min(50, ms), stop_event=self._stop, rust_timeout=ms, yield_on_timeout=True,
                               recursive=self._recursive, force_polling=self._force_polling)
-        self._early = next(self._changes)
+        try:
+            self._early = next(self._changes)
+        except (OSError, RuntimeError) as exc:  # e.g. the inotify watch limit, or a folder removed meanwhile
+            raise InputError(f"cannot watch {', '.join(map(str, self.folders))}: {exc} (on a network file system "
+                             "or past the system's watch limit, set WATCHFILES_FORCE_POLLING=1)") from None
 
     def stop(self) -> None:
         """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
