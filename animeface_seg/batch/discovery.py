@@ -70,7 +70,7 @@ def discover(
 
 
 def job_under(root: Path, relative: PurePath) -> Job | None:
-    """The job a walk of folder ``root`` makes for the file at ``relative`` below it; None if a walk skips it by name.
+    """The job a walk of folder ``root`` makes for the file at ``relative`` below it; None if the walk skips the name.
 
     For sources that learn of files one at a time (a watched folder), so they follow the walk's rules.
     """
@@ -80,16 +80,21 @@ def job_under(root: Path, relative: PurePath) -> Job | None:
 
 
 def walk(folder: Path, out_dir: Path, *, recursive: bool = True, relative: PurePath = PurePath()) -> Iterator[Job]:
-    """The jobs a walk of ``folder`` makes, with output paths under ``relative`` (for a subfolder of an input folder)."""
+    """The jobs a walk of ``folder`` makes, their outputs under ``relative`` (for a subfolder of an input folder)."""
     for _, job in _walk(folder, relative, out_dir.resolve(), recursive, set()):
         yield job
 
 
+def collision_key(job: Job) -> str:
+    """Jobs with equal keys write the same outputs: names are compared ignoring case, as macOS/Windows do."""
+    return job.relative.as_posix().casefold()
+
+
 def find_collisions(jobs: Sequence[Job]) -> list[list[Job]]:
-    """Groups of jobs that would write the same outputs, names compared ignoring case as macOS/Windows do."""
+    """Groups of jobs that would write the same outputs (equal ``collision_key``)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(job.relative.as_posix().casefold(), []).append(job)
+        groups.setdefault(collision_key(job), []).append(job)
     return [group for group in groups.values() if len(group) > 1]
 
 

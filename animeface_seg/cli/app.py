@@ -147,7 +147,7 @@ def command(
         "class fractions, mask coverage).")] = False,
     watch: Annotated[bool, typer.Option(
         "--watch", help="After the first pass keep running: process images that appear or change below the "
-        "INPUT folders once they have settled. Ctrl-C or SIGTERM stops it (exit 0, or 1 if any input failed).")] = False,
+        "INPUT folders once they have settled. Ctrl-C or SIGTERM stops it (exit 0, or 1 if any failed).")] = False,
     settle: Annotated[Optional[float], typer.Option(
         "--settle", min=0.0, metavar="SECONDS", help="With --watch: how long a file's size and time must stay "
         "unchanged before it is read [default: 1].", show_default=False)] = None,

@@ -82,8 +82,8 @@ class Reporter:
     def __enter__(self) -> Reporter:
         self.started = time.perf_counter()
         if not self.quiet and self.console.is_terminal and self.total is None:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
-                                      console=self.console, transient=True)
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                                      TimeElapsedColumn(), console=self.console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self._status(), total=None)
         elif not self.quiet and self.console.is_terminal:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePath
 
 from watchfiles import Change, watch
 
-from animeface_seg.batch.discovery import InputError, Job, discover, job_under, walk
+from animeface_seg.batch.discovery import InputError, Job, collision_key, discover, job_under, walk
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.pipeline import Outcome, is_done
 from animeface_seg.batch.settings import RunSettings
@@ -144,7 +144,7 @@ class DropFolders:
         now, wall = time.monotonic(), time.time()
         for job in jobs:
             real = job.source.resolve()
-            self._claims.setdefault(_name_key(job), (real, job.source))
+            self._claims.setdefault(collision_key(job), (real, job.source))
             try:
                 st = job.source.stat()
             except OSError:
@@ -271,14 +271,10 @@ class DropFolders:
 
     def _claimed(self, job: Job, real: Path) -> Job:
         """The job, or a failing one if another existing input already writes the same outputs."""
-        key = _name_key(job)
+        key = collision_key(job)
         owner = self._claims.get(key)
         if owner is None or owner[0] == real or not owner[0].exists():
             self._claims[key] = (real, job.source)
             return job
         return Job(job.source, job.relative, f"would overwrite the outputs of {owner[1]} (names are compared "
                    "ignoring letter case): rename one of the two files")
-
-
-def _name_key(job: Job) -> str:
-    return job.relative.as_posix().casefold()
