@@ -69,11 +69,32 @@ def discover(
     return list(jobs.values())
 
 
+def job_under(root: Path, relative: PurePath) -> Job | None:
+    """The job a walk of folder ``root`` makes for the file at ``relative`` below it; None if the walk skips the name.
+
+    For sources that learn of files one at a time (a watched folder), so they follow the walk's rules.
+    """
+    if any(_hidden(part) for part in relative.parts) or not _image_name(relative.name):
+        return None
+    return Job(root / relative, relative.parent / relative.stem)
+
+
+def walk(folder: Path, out_dir: Path, *, recursive: bool = True, relative: PurePath = PurePath()) -> Iterator[Job]:
+    """The jobs a walk of ``folder`` makes, their outputs under ``relative`` (for a subfolder of an input folder)."""
+    for _, job in _walk(folder, relative, out_dir.resolve(), recursive, set()):
+        yield job
+
+
+def collision_key(job: Job) -> str:
+    """Jobs with equal keys write the same outputs: names are compared ignoring case, as macOS/Windows do."""
+    return job.relative.as_posix().casefold()
+
+
 def find_collisions(jobs: Sequence[Job]) -> list[list[Job]]:
-    """Groups of jobs that would write the same outputs, names compared ignoring case as macOS/Windows do."""
+    """Groups of jobs that would write the same outputs (equal ``collision_key``)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(job.relative.as_posix().casefold(), []).append(job)
+        groups.setdefault(collision_key(job), []).append(job)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -152,19 +173,27 @@ def _walk(
         yield real, Job(folder, name, f"cannot read folder: {err.strerror or err}")
         return
     for entry in entries:
-        if entry.name.startswith("."):
+        if _hidden(entry.name):
             continue
         path = folder / entry.name
         if entry.is_dir():
             if recursive:
                 yield from _walk(path, relative / entry.name, out_real, recursive, entered)
-        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+        elif not _image_name(entry.name):
             continue
         elif entry.is_file():
             yield path.resolve() if entry.is_symlink() else real / entry.name, Job(path, relative / path.stem)
         else:  # reported, not silently skipped, and never opened (a FIFO would block)
             reason = "broken symbolic link" if entry.is_symlink() and not path.exists() else "not a regular file"
             yield real / entry.name, Job(path, relative / path.stem, reason)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _image_name(name: str) -> bool:
+    return PurePath(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _nothing_found(inputs: Sequence[str], args: Sequence[str], out_dir: Path, recursive: bool) -> str:

@@ -8,7 +8,7 @@ loading torch. The app is a module-level object so tests can invoke it in-proces
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -21,6 +21,8 @@ from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
 if TYPE_CHECKING:
+    from animeface_seg.batch.discovery import Job
+    from animeface_seg.batch.pipeline import Outcome
     from animeface_seg.engine.segmentor import Segmentor
 
 #: Same value as ``engine.decode.DEFAULT_MAX_PIXELS`` (checked by a test), kept here so --help needs no engine.
@@ -40,9 +42,11 @@ Examples:
   animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
   animeface-seg --fetch-weights            # download the two weight files ahead of time
+  animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
-error (nothing was processed), 130 interrupted.
+error (nothing was processed), 130 interrupted (with --watch, Ctrl-C or SIGTERM ends
+with 0 or 1).
 """
 
 
@@ -141,6 +145,12 @@ def command(
     json_lines: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
         "class fractions, mask coverage).")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="After the first pass keep running: process images that appear or change below the "
+        "INPUT folders once they have settled. Ctrl-C or SIGTERM stops it (exit 0, or 1 if any failed).")] = False,
+    settle: Annotated[Optional[float], typer.Option(
+        "--settle", min=0.0, metavar="SECONDS", help="With --watch: how long a file's size and time must stay "
+        "unchanged before it is read [default: 1].", show_default=False)] = None,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -160,10 +170,13 @@ def command(
             raise _fail("no output folder given: add -o OUT")
         if output.exists() and not output.is_dir():
             raise _fail(f"-o {output} exists and is not a folder")
+        if settle is not None and not watch:
+            raise _fail("--settle only applies with --watch")
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines)
+                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
+                    watch=watch, settle=settle)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
@@ -173,24 +186,40 @@ def command(
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool) -> None:
-    """Plan the run, build the segmentor, stream every input through it and report."""
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, watch: bool = False,
+         settle: float | None = None) -> None:
+    """Plan the run, build the segmentor, stream every input through it and report.
+
+    With ``watch`` the inputs are folders whose watcher starts before the first scan; the job source
+    then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1).
+    """
     from animeface_seg.batch.discovery import check_collisions, discover
     from animeface_seg.batch.pipeline import process
     from animeface_seg.batch.settings import RunSettings
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.device import cpu_has_native_bf16
 
+    drop = None
     try:
-        stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-        jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
+        if watch:
+            try:
+                from animeface_seg.integrations.watch import DEFAULT_SETTLE, DropFolders
+            except ImportError as exc:
+                raise _fail(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
+            drop = DropFolders(inputs, output, settle=DEFAULT_SETTLE if settle is None else settle,
+                               recursive=recursive)
+            drop.start()
+            jobs = drop.scan()
+        else:
+            stdin = (env.stdin or sys.stdin) if "-" in inputs else None
+            jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
         check_collisions(jobs, output)
         segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
                                           remove_background=not keep_background, device=device,
                                           precision=precision, output_size=size.value)
     except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
-        raise typer.Exit(_stop_code(exc)) from None
+        raise typer.Exit(ExitCode.OK if watch else _stop_code(exc)) from None
 
     import torch
 
@@ -199,19 +228,31 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
                                   skip_existing=skip_existing, max_pixels=max_pixels)
-    reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
+    reporter = Reporter(None if watch else len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout,
+                        stderr=env.stderr)
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+    source: Iterable[Job] = jobs
+    skipped: list[Outcome] = []
+    if drop is not None:
+        skipped, todo = drop.plan(jobs, settings)
+        source = drop.jobs(todo, on_job=reporter.processing)
+        reporter.info(f"watching {', '.join(inputs)} (settle {drop.settle:g} s); Ctrl-C or SIGTERM stops")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     stop: KeyboardInterrupt | None = None
     with reporter:
         try:
-            for outcome in process(jobs, segmentor, settings):
+            for outcome in skipped:
+                reporter.add(outcome)
+            for outcome in process(source, segmentor, settings):
                 reporter.add(outcome)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
             stop = exc
+        finally:
+            if drop is not None:
+                drop.stop()
     reporter.info(reporter.summary(stop is not None))
-    if stop is not None:
+    if stop is not None and not watch:
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
+from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.pipeline import Outcome
 from animeface_seg.cli.hints import with_hint
 from animeface_seg.engine.palette import CLASS_NAMES
@@ -51,9 +54,13 @@ class _Rate(TextColumn):
 
 
 class Reporter:
-    """Collects outcomes, shows progress on a terminal, and prints the closing summary."""
+    """Collects outcomes, shows progress on a terminal, and prints the closing summary.
 
-    def __init__(self, total: int, *, json_lines: bool = False, quiet: bool = False,
+    With ``total=None`` (an endless source: watch mode) the terminal shows a status line with the
+    counts and the input being processed instead of a bar.
+    """
+
+    def __init__(self, total: int | None, *, json_lines: bool = False, quiet: bool = False,
                  stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.total = total
         self.json_lines = json_lines
@@ -64,6 +71,8 @@ class Reporter:
         self.started = time.perf_counter()
         self._progress: Progress | None = None
         self._task = None
+        self._lock = threading.Lock()
+        self._in_flight: list[Job] = []
 
     def info(self, message: str) -> None:
         """A line for people (device in use, notices); silent with ``--quiet``."""
@@ -72,7 +81,12 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         self.started = time.perf_counter()
-        if not self.quiet and self.console.is_terminal:
+        if not self.quiet and self.console.is_terminal and self.total is None:
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                                      TimeElapsedColumn(), console=self.console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self._status(), total=None)
+        elif not self.quiet and self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(), _Rate(),
                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
@@ -95,8 +109,26 @@ class Reporter:
         if self.json_lines:
             self.stdout.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
             self.stdout.flush()
-        if self._progress is not None:
+        if self._progress is not None and self.total is None:
+            with self._lock:
+                if outcome.job in self._in_flight:
+                    self._in_flight.remove(outcome.job)
+                self._progress.update(self._task, description=self._status())
+        elif self._progress is not None:
             self._progress.advance(self._task)
+
+    def processing(self, job: Job) -> None:
+        """An input was handed to the pipeline (any thread): shown as being processed until its outcome."""
+        if self._progress is not None and self.total is None:
+            with self._lock:
+                self._in_flight.append(job)
+                self._progress.update(self._task, description=self._status())
+
+    def _status(self) -> str:
+        counts = self.counts
+        now = f"processing {self._in_flight[0].source}" if self._in_flight else "waiting for new images"
+        return (f"watching: processed {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}"
+                f" | {now}")
 
     def summary(self, interrupted: bool = False) -> str:
         """One line: processed, skipped, failed, time and images per second."""
@@ -105,6 +137,8 @@ class Reporter:
         rate = done / elapsed if elapsed > 0 else 0.0
         line = (f"processed {done}, skipped {self.counts['skipped']}, failed {self.counts['error']} "
                 f"in {elapsed:.1f} s ({rate:.2f} images/s)")
+        if self.total is None:
+            return line + ("; stopped watching" if interrupted else "")
         if interrupted:
             line += f"; interrupted, {self.total - sum(self.counts.values())} not started"
         return line

@@ -1,0 +1,280 @@
+"""Watch mode: input folders as a live job source that hands a file over only once it has settled.
+
+``watchfiles`` (inotify on Linux, native backends elsewhere, polling where those fail) reports
+changes; a file becomes a ``Job`` once its size and modification time have stayed the same for
+the settle time, so a file still being copied or downloaded is never read half-written. The
+source is endless until ``stop``; ``batch.pipeline.process`` consumes it like any job list.
+
+Names ignored below a watched folder, besides those a folder walk skips (hidden names, other
+extensions; see ``batch.discovery``): any path part that starts with ``~`` or ends with ``~``
+or with one of ``TEMPORARY_SUFFIXES`` (partial downloads and editors' temporary files).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path, PurePath
+
+from watchfiles import Change, watch
+
+from animeface_seg.batch.discovery import InputError, Job, collision_key, discover, job_under, walk
+from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.pipeline import Outcome, is_done
+from animeface_seg.batch.settings import RunSettings
+
+#: Seconds a file's size and modification time must stay unchanged before it is read.
+DEFAULT_SETTLE = 1.0
+
+#: Endings (compared lower-cased) of names other programs use while a file is still being written:
+#: browsers' partial downloads (``.part``, ``.crdownload``, Safari's ``.download`` folders,
+#: Opera's ``.opdownload``), WinSCP's ``.filepart``, and generic temporary files.
+TEMPORARY_SUFFIXES: tuple[str, ...] = (
+    ".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".opdownload", ".filepart",
+)
+
+Stamp = tuple[int, int]
+"""A file's (size, modification time in ns): what "unchanged" means."""
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name marks something still being written (see ``TEMPORARY_SUFFIXES``)."""
+    return name.startswith("~") or name.endswith("~") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return st.st_size, st.st_mtime_ns
+
+
+def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
+    """Whether a job's outputs are done (``is_done``) and none is older than its input."""
+    if not is_done(outputs):
+        return False
+    try:
+        changed = source.stat().st_mtime_ns
+        return all(path.stat().st_mtime_ns >= changed for path in outputs.values())
+    except OSError:
+        return False
+
+
+@dataclass
+class _Pending:
+    job: Job
+    stamp: Stamp
+    since: float
+    """``time.monotonic()`` when ``stamp`` was first seen."""
+
+
+class DropFolders:
+    """Input folders being watched: the first scan's jobs, then every file that settles below them.
+
+    Call ``start`` before ``scan`` so that nothing dropped while the first scan is processed is missed;
+    ``stop`` (from any thread) ends ``jobs`` within a fraction of a second.
+    """
+
+    def __init__(self, inputs: Sequence[str], out_dir: Path, *, settle: float = DEFAULT_SETTLE,
+                 recursive: bool = True, force_polling: bool | None = None) -> None:
+        for arg in inputs:
+            if arg == "-" or not Path(arg).is_dir():
+                what = "standard input" if arg == "-" else ("a file" if Path(arg).exists() else "not found")
+                raise InputError(f"--watch needs folders as INPUT, and {arg} is {what}: "
+                                 "pass the folder that files are dropped into")
+        self._roots = [(Path(arg), Path(arg).absolute()) for arg in dict.fromkeys(inputs)]
+        self._out_dir = out_dir
+        self._out_real = out_dir.resolve()
+        self._settle = settle
+        self._recursive = recursive
+        self._force_polling = force_polling
+        self._tick = min(0.25, max(0.05, settle / 4))
+        self._stop = threading.Event()
+        self._changes: Iterator[set[tuple[Change, str]]] | None = None
+        self._early: set[tuple[Change, str]] = set()
+        self._pending: dict[Path, _Pending] = {}
+        self._handed: dict[Path, Stamp | None] = {}
+        """Per input (resolved path): the stamp it had when handed over or skipped; None for a reported error."""
+        self._claims: dict[str, tuple[Path, Path]] = {}
+        """Output name (case-folded) -> (resolved, given) path of the input writing it."""
+
+    @property
+    def settle(self) -> float:
+        """Seconds a file must stay unchanged before it is handed over."""
+        return self._settle
+
+    @property
+    def folders(self) -> list[Path]:
+        """The watched folders as given."""
+        return [root for root, _ in self._roots]
+
+    def start(self) -> None:
+        """Start watching; returns once the watcher is live (its first answer), so later changes are kept."""
+        ms = int(self._tick * 1000)
+        self._changes = watch(*(absolute for _, absolute in self._roots), watch_filter=None, debounce=2 * ms,
+                              step=min(50, ms), stop_event=self._stop, rust_timeout=ms, yield_on_timeout=True,
+                              recursive=self._recursive, force_polling=self._force_polling)
+        try:
+            self._early = next(self._changes)
+        except (OSError, RuntimeError) as exc:  # e.g. the inotify watch limit, or a folder removed meanwhile
+            raise InputError(f"cannot watch {', '.join(map(str, self.folders))}: {exc} (on a network file system "
+                             "or past the system's watch limit, set WATCHFILES_FORCE_POLLING=1)") from None
+
+    def stop(self) -> None:
+        """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
+        self._stop.set()
+
+    def scan(self) -> list[Job]:
+        """What the normal run would process in the folders now; empty is fine, the watch waits for files."""
+        try:
+            return discover([str(root) for root in self.folders], self._out_dir, recursive=self._recursive)
+        except InputError:  # nothing there yet
+            return []
+
+    def plan(self, jobs: Iterable[Job], settings: RunSettings) -> tuple[list[Outcome], list[Job]]:
+        """Split the first scan into inputs already done with these settings (as skipped outcomes) and work.
+
+        A file modified within the settle time, or empty, may still be being written: it is left
+        to the watch, which hands it over once it has settled.
+        """
+        skipped: list[Outcome] = []
+        todo: list[Job] = []
+        now, wall = time.monotonic(), time.time()
+        for job in jobs:
+            real = job.source.resolve()
+            self._claims.setdefault(collision_key(job), (real, job.source))
+            try:
+                st = job.source.stat()
+            except OSError:
+                st = None
+            if job.error or st is None:  # the pipeline reports it as the normal run does
+                todo.append(job)
+            elif st.st_size == 0 or wall - st.st_mtime < self._settle:
+                self._pending[real] = _Pending(job, _stamp(st), now)
+            else:
+                self._handed[real] = _stamp(st)
+                outputs = job.outputs(settings.out_dir, settings.kinds)
+                if up_to_date(outputs, job.source):
+                    skipped.append(Outcome(job, "skipped", outputs))
+                else:
+                    todo.append(job)
+        return skipped, todo
+
+    def jobs(self, first: Iterable[Job] = (), on_job: Callable[[Job], None] | None = None) -> Iterator[Job]:
+        """``first`` (the planned scan), then each file below the folders once it has settled, until ``stop``.
+
+        A file that changes after it was handed over is handed over again. ``on_job`` sees each job as it
+        is handed over (from the pipeline's feeding thread).
+        """
+        if self._changes is None:
+            raise RuntimeError("DropFolders.start() must be called before jobs()")
+        for job in first:
+            if on_job is not None:
+                on_job(job)
+            yield job
+        for changes in chain([self._early], self._changes):
+            now = time.monotonic()
+            for change, name in sorted(changes, key=lambda item: item[1]):
+                self._note(change, Path(name), now)
+            for job in self._settled(time.monotonic()):
+                if on_job is not None:
+                    on_job(job)
+                yield job
+
+    # -- events -------------------------------------------------------------------------------
+    def _locate(self, path: Path) -> tuple[Path, PurePath] | None:
+        """The watched folder (as given) and relative path of a changed path, or None if it is to be ignored."""
+        for root, absolute in self._roots:
+            if not path.is_relative_to(absolute) or path == absolute:
+                continue
+            relative = PurePath(path.relative_to(absolute))
+            if any(part.startswith(".") or is_temporary(part) for part in relative.parts):
+                return None
+            if not self._recursive and len(relative.parts) > 1:
+                return None
+            if path.resolve().is_relative_to(self._out_real):  # our own outputs, when OUT is inside an input
+                return None
+            return root, relative
+        return None
+
+    def _note(self, change: Change, path: Path, now: float) -> None:
+        located = self._locate(path)
+        if located is None:
+            return
+        root, relative = located
+        source = root / relative
+        if change == Change.deleted:  # its outputs stay; a file put back later is processed again
+            real = source.resolve()
+            for known in [p for p in chain(self._pending, self._handed) if p == real or p.is_relative_to(real)]:
+                self._pending.pop(known, None)
+                self._handed.pop(known, None)
+            return
+        if source.is_dir():
+            if change == Change.added and self._recursive:  # a new or moved-in folder: its files raise no events
+                for job in walk(source, self._out_dir, relative=relative):
+                    if not any(is_temporary(part) for part in job.relative.parts):
+                        self._candidate(job, now)
+            return
+        job = job_under(root, relative)
+        if job is not None:
+            self._candidate(job, now)
+
+    def _candidate(self, job: Job, now: float) -> None:
+        """Start (or restart) the settle clock of a file, unless it is unchanged since it was handed over."""
+        real = job.source.resolve()
+        st = None
+        if job.error is None:
+            try:
+                st = os.stat(job.source)
+            except FileNotFoundError:
+                self._pending.pop(real, None)
+                return
+            except OSError as err:
+                job = Job(job.source, job.relative, f"cannot read file: {err.strerror or err}")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            job = Job(job.source, job.relative, "not a regular file")
+        if job.error or st is None:  # reported once, not retried on every event
+            if self._handed.get(real, ()) is not None:
+                self._handed[real] = None
+                self._pending[real] = _Pending(job, (-1, -1), now - self._settle)
+            return
+        stamp = _stamp(st)
+        if self._handed.get(real) == stamp:
+            self._pending.pop(real, None)
+            return
+        pending = self._pending.get(real)
+        if pending is None or pending.stamp != stamp:
+            self._pending[real] = _Pending(job, stamp, now)
+
+    def _settled(self, now: float) -> Iterator[Job]:
+        """Files whose stamp has not changed for the settle time, re-checked on disk right now."""
+        for real, pending in list(self._pending.items()):
+            if now - pending.since < self._settle:
+                continue
+            if pending.job.error:
+                del self._pending[real]
+                yield pending.job
+                continue
+            try:
+                stamp = _stamp(os.stat(pending.job.source))
+            except OSError:  # gone (or unreadable: its next event says so)
+                del self._pending[real]
+                continue
+            if stamp != pending.stamp or stamp[0] == 0:  # still being written, or not yet begun
+                self._pending[real] = _Pending(pending.job, stamp, now)
+                continue
+            del self._pending[real]
+            self._handed[real] = stamp
+            yield self._claimed(pending.job, real)
+
+    def _claimed(self, job: Job, real: Path) -> Job:
+        """The job, or a failing one if another existing input already writes the same outputs."""
+        key = collision_key(job)
+        owner = self._claims.get(key)
+        if owner is None or owner[0] == real or not owner[0].exists():
+            self._claims[key] = (real, job.source)
+            return job
+        return Job(job.source, job.relative, f"would overwrite the outputs of {owner[1]} (names are compared "
+                   "ignoring letter case): rename one of the two files")

@@ -1,0 +1,249 @@
+"""Watch mode: a live ``--watch`` process on real files, and the settling job source on its own.
+
+Each live process costs a start-up (imports, networks), so one long-lived process runs most
+scenarios in turn and a second one checks the first scan and a clean exit 0. Waits are bounded
+so a failure cannot hang the suite; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path, PurePath
+
+import pytest
+
+from animeface_seg.engine.decode import load_rgb
+from conftest import agreement, cli_command, make_image, read_rgb
+
+pytest.importorskip("watchfiles")
+
+from animeface_seg.integrations.watch import DropFolders, is_temporary  # noqa: E402
+
+#: Longest wait for the first record (process start-up on a busy 2-core machine) and for later ones.
+FIRST_WAIT = 300
+WAIT = 90
+
+
+class LiveWatch:
+    """A running ``animeface-seg --watch`` with its ``--json`` records collected by a reader thread."""
+
+    def __init__(self, args: list[str]) -> None:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+        self.proc = subprocess.Popen(cli_command() + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.records: list[dict] = []
+        self.stderr: list[str] = []
+        self._changed = threading.Condition()
+        self._threads = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            with self._changed:
+                self.records.append(json.loads(line))
+                self._changed.notify_all()
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def for_input(self, path: Path) -> list[dict]:
+        with self._changed:
+            return [r for r in self.records if r["input"] == str(path)]
+
+    def wait_for(self, path: Path, count: int = 1, timeout: float = WAIT) -> dict:
+        """The ``count``-th record for ``path``, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [r for r in self.records if r["input"] == str(path)]
+                if len(found) >= count:
+                    return found[count - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(f"no record #{count} for {path}; records: {self.records}; "
+                                         f"stderr: {''.join(self.stderr)}")
+                self._changed.wait(min(left, 1.0))
+
+    def stop(self, sig: int) -> int:
+        """Send ``sig`` and return the exit status (bounded wait)."""
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=120)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def _args(src: Path, out: Path, weights_dir: Path) -> list[str]:
+    return [str(src), "-o", str(out), "--watch", "--settle", "0.5", "--weights-dir", str(weights_dir),
+            "--keep-background", "--device", "cpu", "--size", "processed", "--json"]
+
+
+def _assert_matches(segmentor_keep, source: Path, out_map: Path) -> None:
+    """The written map is the one the networks give for the file as it is now."""
+    expected = segmentor_keep.run([segmentor_keep.prepare(load_rgb(source))])[0]
+    assert agreement(read_rgb(out_map), expected.colors) >= 0.99, source
+
+
+def _moved_in(staging: Path, target: Path, size: tuple[int, int], seed: int) -> Path:
+    """Write an image elsewhere, then rename it into the watched folder (how careful tools drop files)."""
+    written = make_image(staging / f"{target.stem}-{seed}.png", size, seed=seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(written, target)
+    return target
+
+
+def test_live_watch_moves_slow_writes_nested_corrupt_rewrite_and_sigterm(weights_dir, segmentor_keep, tmp_path):
+    src, out, staging = tmp_path / "in", tmp_path / "out", tmp_path / "staging"
+    staging.mkdir()
+    first = make_image(src / "first.png", (64, 48), seed=0)
+    watch = LiveWatch(_args(src, out, weights_dir))
+    try:
+        assert watch.wait_for(first, timeout=FIRST_WAIT)["status"] == "ok"
+
+        # moved into place
+        moved = _moved_in(staging, src / "moved.png", (80, 60), seed=1)
+        assert watch.wait_for(moved)["status"] == "ok"
+        _assert_matches(segmentor_keep, moved, out / "moved.png")
+
+        # temporary and hidden names are never read, and a slow writer is read only once it is done
+        (src / ".hidden.png").write_bytes(b"not an image")
+        (src / "download.png.part").write_bytes(b"not an image")
+        (src / "~lock.png").write_bytes(b"not an image")
+        make_image(staging / "slow.png", (96, 72), seed=2)
+        data = (staging / "slow.png").read_bytes()
+        slow = src / "slow.png"
+        chunks = 12
+        with open(slow, "wb") as stream:  # 12 chunks over about 1.8 s, 3 times the settle time
+            for i in range(chunks):
+                stream.write(data[i * len(data) // chunks:(i + 1) * len(data) // chunks])
+                stream.flush()
+                time.sleep(0.15)
+        record = watch.wait_for(slow)
+        assert record["status"] == "ok", record
+        _assert_matches(segmentor_keep, slow, out / "slow.png")
+
+        # a new nested folder, made after the watch began, with an image inside
+        nested = _moved_in(staging, src / "new" / "deeper" / "nested.png", (70, 70), seed=3)
+        assert watch.wait_for(nested)["status"] == "ok"
+        _assert_matches(segmentor_keep, nested, out / "new" / "deeper" / "nested.png")
+
+        # a corrupt file fails alone; the watch goes on
+        corrupt = src / "corrupt.png"
+        corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
+        record = watch.wait_for(corrupt)
+        assert record["status"] == "error" and record["error"], record
+        after = _moved_in(staging, src / "after.png", (50, 40), seed=4)
+        assert watch.wait_for(after)["status"] == "ok"
+
+        # a file rewritten after its first processing is processed again, from its new content
+        first_map = read_rgb(out / "moved.png")
+        _moved_in(staging, moved, (60, 80), seed=5)
+        assert watch.wait_for(moved, count=2)["status"] == "ok"
+        _assert_matches(segmentor_keep, moved, out / "moved.png")
+        assert read_rgb(out / "moved.png").shape != first_map.shape
+
+        # an input deleted: its outputs stay
+        first.unlink()
+        code = watch.stop(signal.SIGTERM)
+    finally:
+        watch.kill()
+    stderr = "".join(watch.stderr)
+    assert code == 1, stderr  # the corrupt file failed
+    assert "processed 6, skipped 0, failed 1" in stderr, stderr
+    assert f"error: {corrupt}" in stderr
+    assert (out / "first.png").is_file()
+    assert [len(watch.for_input(p)) for p in (slow, nested, corrupt, after)] == [1, 1, 1, 1]
+    for name in (".hidden.png", "download.png.part", "~lock.png"):
+        assert not watch.for_input(src / name), name
+    assert not list(out.rglob(".*")), "temporary files left behind"
+
+
+def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weights_dir, segmentor_keep, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    done = make_image(src / "done.png", (64, 48), seed=0)
+    changed = make_image(src / "sub" / "changed.png", (64, 48), seed=1)
+    once = run_cli(str(src), "-o", str(out), "--keep-background", "--size", "processed", "--device", "cpu")
+    assert once.returncode == 0, once.stderr
+    done_written = (out / "done.png").stat().st_mtime_ns
+    make_image(changed, (48, 64), seed=2)  # changed while no watch was running
+    os.utime(changed, ns=(time.time_ns(), (out / "sub" / "changed.png").stat().st_mtime_ns + 10**9))
+
+    watch = LiveWatch(_args(src, out, weights_dir))
+    try:
+        assert watch.wait_for(changed, timeout=FIRST_WAIT)["status"] == "ok"
+        assert watch.wait_for(done)["status"] == "skipped"
+        _assert_matches(segmentor_keep, changed, out / "sub" / "changed.png")
+        code = watch.stop(signal.SIGINT)
+    finally:
+        watch.kill()
+    stderr = "".join(watch.stderr)
+    assert code == 0, stderr
+    assert "processed 1, skipped 1, failed 0" in stderr and "watching" in stderr, stderr
+    assert (out / "done.png").stat().st_mtime_ns == done_written
+
+
+def test_watch_usage_errors(run_cli, tmp_path):
+    image = make_image(tmp_path / "in" / "a.png", (32, 32))
+    for inputs in ([str(image)], ["-"], [str(tmp_path / "missing")]):
+        proc = run_cli(*inputs, "-o", str(tmp_path / "out"), "--watch", stdin="")
+        assert proc.returncode == 2, proc.stderr
+        assert "--watch needs folders as INPUT" in proc.stderr
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--settle", "2")
+    assert proc.returncode == 2 and "--settle only applies with --watch" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_temporary_names():
+    assert all(map(is_temporary, ["a.png.part", "a.PNG.crdownload", "a.png~", "~$a.png", "x.tmp", "a.download"]))
+    assert not any(map(is_temporary, ["a.png", "part.png", "a~b.png"]))
+
+
+def test_source_hands_over_settled_files_once_and_stops(tmp_path):
+    src, staging = tmp_path / "in", tmp_path / "staging"
+    src.mkdir()
+    staging.mkdir()
+    drop = DropFolders([str(src)], src / "out", settle=0.3)
+    drop.start()
+    assert drop.scan() == []
+    got: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
+    reader.start()
+    try:
+        (src / ".hidden.png").write_bytes(b"x")
+        (src / "a.png.part").write_bytes(b"x")
+        (src / "notes.txt").write_bytes(b"x")
+        (src / "page.download").mkdir()
+        (src / "page.download" / "b.png").write_bytes(b"x")
+        (src / "out").mkdir()
+        (src / "out" / "result.png").write_bytes(b"x")  # OUT inside the watched folder
+        (staging / "m.png").write_bytes(b"first")
+        os.replace(staging / "m.png", src / "m.png")
+        job = got.get(timeout=WAIT)
+        assert (job.source, job.relative, job.error) == (src / "m.png", PurePath("m"), None)
+
+        stamp = (src / "m.png").stat()
+        os.utime(src / "m.png", ns=(stamp.st_atime_ns + 1, stamp.st_mtime_ns))  # an event, same size and time
+        time.sleep(1)
+        (src / "m.png").write_bytes(b"second content")
+        job = got.get(timeout=WAIT)
+        assert job.source == src / "m.png"
+    finally:
+        drop.stop()
+        reader.join(timeout=WAIT)
+    assert not reader.is_alive(), "the source did not stop"
+    assert got.empty(), [got.get() for _ in range(got.qsize())]
