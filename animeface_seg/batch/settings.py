@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 
 #: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
@@ -46,12 +46,13 @@ class RunSettings:
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
+    layout: Layout = Layout.MIRROR
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
                overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
                skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flush_after: float = DEFAULT_FLUSH_AFTER) -> RunSettings:
+               flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices."""
         from animeface_seg.engine.device import default_batch_size
 
@@ -63,4 +64,5 @@ class RunSettings:
             skip_existing=skip_existing,
             max_pixels=max_pixels,
             flush_after=flush_after,
+            layout=Layout(layout),
         )

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 import typer
 
 from animeface_seg import __version__
+from animeface_seg.batch.display import shown
+from animeface_seg.batch.naming import Layout
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
@@ -32,13 +34,16 @@ For every input image, writes OUT/<name>.png (the map: background yellow, hair b
 mouth white, face green, skin cyan, clothes magenta) and OUT/<name>_mask.png (the character
 mask), removing the background first unless --keep-background is given. Folders are searched
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
-standard input, one per line.
+standard input, one per line (NUL-separated with -0). Every output path is planned and checked
+before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
 
 \b
 Examples:
   animeface-seg photos/ -o out/
   animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
+  find data/ -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
+  animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
@@ -96,9 +101,9 @@ def command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
+    output_name: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
-        file_okay=False, show_default=False)] = None,
+        show_default=False)] = None,
     keep_background: Annotated[bool, typer.Option(
         "--keep-background", help="Segment the image as it is: no background removal, no mask file.")] = False,
     size: Annotated[Size, typer.Option(
@@ -141,6 +146,15 @@ def command(
     json_lines: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
         "class fractions, mask coverage).")] = False,
+    layout: Annotated[Layout, typer.Option(
+        "--layout", help="mirror: OUT/a/b.png, OUT/a/b_mask.png; by-kind: each kind in its own tree, "
+        "OUT/maps/a/b.png, OUT/masks/a/b.png (what ControlNet training expects).",
+        case_sensitive=False)] = Layout.MIRROR,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", metavar="DIR", help="Place files and folders named directly (or on stdin) under OUT by "
+        "their path below DIR, exactly where a run over DIR writes them.", show_default=False)] = None,
+    null: Annotated[bool, typer.Option(
+        "--null", "-0", help="Paths on standard input are separated by NUL bytes (find -print0).")] = False,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -156,14 +170,25 @@ def command(
             raise typer.Exit(ExitCode.OK)
         if not inputs:
             raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
-        if output is None:
+        if output_name is None:
             raise _fail("no output folder given: add -o OUT")
+        if not output_name:
+            raise _fail("-o is empty: name the output folder (use -o . for the current folder)")
+        output = Path(output_name)
         if output.exists() and not output.is_dir():
-            raise _fail(f"-o {output} exists and is not a folder")
+            raise _fail(f"-o {shown(output)} exists and is not a folder")
+        if keep_background and cutout:
+            raise _fail("--cutout needs the character mask, which --keep-background does not compute "
+                        "(the cutout would be the whole picture): drop one of the two")
+        if null and "-" not in inputs:
+            raise _fail("-0 (--null) describes the list read from standard input: add - to the INPUTs")
+        if root is not None and not root.is_dir():
+            raise _fail(f"--root {shown(root)} is not a folder")
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines)
+                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
+                    layout=layout, root=root, null=null)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
@@ -173,18 +198,34 @@ def command(
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool) -> None:
-    """Plan the run, build the segmentor, stream every input through it and report."""
-    from animeface_seg.batch.discovery import check_collisions, discover
-    from animeface_seg.batch.pipeline import process
-    from animeface_seg.batch.settings import RunSettings
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
+         root: Path | None = None, null: bool = False) -> None:
+    """Plan the run (every output checked), report inputs that fail up front, build the segmentor,
+    stream every remaining input through it and report."""
+    from animeface_seg.batch.pipeline import early_outcome, process
+    from animeface_seg.batch.plan import make_plan
+    from animeface_seg.batch.settings import RunSettings, output_kinds
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.device import cpu_has_native_bf16
 
     try:
         stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-        jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
-        check_collisions(jobs, output)
+        plan = make_plan(inputs, output, output_kinds(keep_background, cutout, overlay), layout=layout,
+                         recursive=recursive, stdin=stdin, null=null, root=root)
+        reporter = Reporter(len(plan.jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout,
+                            stderr=env.stderr)
+        jobs = []
+        for job in plan.jobs:
+            early = early_outcome(job, {})
+            if early is None:
+                jobs.append(job)
+            else:
+                reporter.add(early)
+        if not jobs:
+            reporter.info(reporter.summary())
+            if reporter.counts["error"]:
+                raise _fail("nothing left to process: every input failed (see above); no network was loaded")
+            raise typer.Exit(ExitCode.OK)
         segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
                                           remove_background=not keep_background, device=device,
                                           precision=precision, output_size=size.value)
@@ -198,9 +239,8 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
     settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels)
-    reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
-    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout)
+    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {shown(output)}")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     stop: KeyboardInterrupt | None = None
