@@ -108,6 +108,11 @@ def identity_of(path: Path) -> Identity | None:
     return st.st_dev, st.st_ino
 
 
+def folder_identity(out_dir: Path) -> Identity | None:
+    """The identity of OUT, also when it is spelled through a folder that does not exist (``new/../out``)."""
+    return identity_of(out_dir) or identity_of(Path(os.path.abspath(out_dir)))
+
+
 def _expand_stdin(inputs: Sequence[str], stdin: TextIO | None, null: bool) -> list[str]:
     """The arguments with ``-`` replaced by the paths read from stdin (read once if repeated)."""
     args: list[str] = []
@@ -129,7 +134,7 @@ class _Walk:
     """The state of one discovery: jobs so far, files and folders already taken, links still to follow."""
 
     def __init__(self, out_dir: Path, recursive: bool, root: Path | None) -> None:
-        self.out_id = identity_of(out_dir)
+        self.out_id = folder_identity(out_dir)
         self.recursive = recursive
         self.root = root
         self.jobs: list[Job] = []

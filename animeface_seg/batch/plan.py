@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from animeface_seg.batch.discovery import InputError, Job, discover, identity_of
+from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout, OutputKind
 
@@ -211,7 +211,7 @@ def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set) -> list[tuple[
 
 def _inputs_inside_out(jobs: Sequence[Job], out_dir: Path) -> list[tuple[str, str]]:
     """Inputs whose real location is OUT or below it, found by identity so any spelling of OUT is caught."""
-    out_id = identity_of(out_dir)
+    out_id = folder_identity(out_dir)
     if out_id is None:
         return []
     inside: dict[str, bool] = {}
