@@ -160,7 +160,7 @@ def _planned_outputs(plan: Plan) -> _Outputs:
 
 def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind) -> None:
     """Record one output, or the conflict it makes with an output or folder claimed before."""
-    parts = path.relative_to(plan.out_dir).parts
+    parts = path.parts[len(plan.out_dir.parts):]
     key = tuple(plan.names.key(part) for part in parts)
     mine = (path, job, kind)
     if key in outputs.files:
@@ -215,11 +215,17 @@ def _inputs_inside_out(jobs: Sequence[Job], out_dir: Path) -> list[tuple[str, st
     if out_id is None:
         return []
     inside: dict[str, bool] = {}
+    real_folders: dict[Path, Path] = {}
     conflicts = []
     for job in jobs:
         if job.identity is None:
             continue
-        if job.identity == out_id or _below(Path(os.path.realpath(job.source)).parent, out_id, inside):
+        if job.source.is_symlink():
+            folder = Path(os.path.realpath(job.source)).parent
+        else:
+            folder = real_folders.get(job.source.parent) or real_folders.setdefault(
+                job.source.parent, Path(os.path.realpath(job.source.parent)))
+        if job.identity == out_id or _below(folder, out_id, inside):
             conflicts.append((f"{shown(job.source)} is inside the output folder {shown(out_dir)}; outputs "
                               "written there could replace it", _HINT_INSIDE_OUT))
     return conflicts
@@ -229,15 +235,19 @@ def _below(folder: Path, target: tuple[int, int], memo: dict[str, bool]) -> bool
     """Whether ``folder`` (a real path) is ``target`` or lies below it; answers are remembered per folder."""
     visited = []
     answer = False
-    for candidate in (folder, *folder.parents):
-        text = str(candidate)
+    text = str(folder)
+    while True:
         if text in memo:
             answer = memo[text]
             break
         visited.append(text)
-        if identity_of(candidate) == target:
+        if identity_of(Path(text)) == target:
             answer = True
             break
+        parent = os.path.dirname(text)
+        if parent == text:
+            break
+        text = parent
     for text in visited:
         memo[text] = answer
     return answer

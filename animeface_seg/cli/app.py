@@ -42,7 +42,7 @@ Examples:
   animeface-seg photos/ -o out/
   animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
-  find data/ -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
+  find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
 
