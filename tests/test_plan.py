@@ -176,16 +176,42 @@ def test_nul_separated_stdin_with_root_lands_where_the_full_run_writes(run_cli, 
     assert sorted(files_under(tmp_path / "more")) == ["a/x.png"]
 
 
-def test_deeply_nested_folders_are_walked_without_recursion(run_cli, tmp_path):
-    deep = tmp_path / "in"
+def remove_tree_without_recursion(top: Path) -> None:
+    """Remove a folder tree of any depth (``shutil.rmtree``, ``os.walk`` and pytest's clean-up recurse)."""
+    stack = [str(top)]
+    while stack:
+        folder = stack[-1]
+        subfolders = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subfolders:
+            stack.extend(subfolders)
+        else:
+            os.rmdir(stack.pop())
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """``tmp_path``, emptied without recursion afterwards (a ~1100-deep tree would break pytest's clean-up)."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        remove_tree_without_recursion(child)
+
+
+def test_deeply_nested_folders_are_walked_without_recursion(run_cli, deep_tmp):
+    deep = deep_tmp / "in"
     deep.mkdir()
     for _ in range(1100):  # Path.mkdir(parents=True) itself recurses
         deep = deep / "d"
         deep.mkdir()
     make_image(deep / "x.png", (30, 30))
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
+    proc = run_cli(str(deep_tmp / "in"), "-o", str(deep_tmp / "out"), "--keep-background")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out" / Path(*["d"] * 1100) / "x.png").is_file()
+    assert (deep_tmp / "out" / Path(*["d"] * 1100) / "x.png").is_file()
 
 
 def test_empty_names_are_usage_errors(run_cli, tmp_path, monkeypatch):
