@@ -78,6 +78,7 @@ def test_json_records(run_cli, tmp_path):
     mask = read_gray(tmp_path / "out" / "a_mask.png")
     assert ok["mask_coverage"] == pytest.approx(mask.mean() / 255, abs=0.01)
     assert bad["status"] == "error" and "not a recognised image" in bad["error"]
+    assert bad["outputs"] == {} and not (tmp_path / "out" / "broken.png").exists()
 
 
 def test_bad_files_fail_alone(run_cli, tmp_path):
@@ -157,12 +158,17 @@ def test_cutout_and_overlay(run_cli, tmp_path):
     expected = (source.astype(float) + read_rgb(out / "pic.png")) / 2
     assert np.abs(np.array(overlay).astype(float) - expected).max() <= 1
 
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "small"), "--overlay", "--cutout",
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "small"), "--overlay",
                    "--size", "processed", "--keep-background")
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / "small" / "pic_overlay.png").size == (768, 512)
-    assert Image.open(tmp_path / "small" / "pic_cutout.png").size == (90, 60)
-    assert (np.array(Image.open(tmp_path / "small" / "pic_cutout.png"))[..., 3] == 255).all()
+
+
+def test_cutout_without_a_mask_is_refused(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "pic.png", (90, 60))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--cutout", "--keep-background")
+    assert proc.returncode == 2 and "--cutout needs the character mask" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_progress_bar_when_not_a_terminal(run_cli, tmp_path):

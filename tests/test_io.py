@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import unicodedata
 from pathlib import Path, PurePath
 
 import pytest
@@ -12,11 +14,11 @@ from animeface_seg.batch.discovery import (
     IMAGE_EXTENSIONS,
     InputError,
     Job,
-    check_collisions,
     discover,
-    find_collisions,
     read_path_list,
 )
+from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
 
 
 def touch(root: Path, *names: str) -> None:
@@ -81,6 +83,16 @@ def test_read_path_list_keeps_spaces_and_skips_blank_lines() -> None:
     assert read_path_list(stream) == ["a.png", " b c.png ", "ゲーム 1.png"]
 
 
+def test_read_path_list_reads_bytes_and_nul_separated_lists() -> None:
+    raw = b"a b.png\0bad\xff.png\0new\nline.png\0\0"
+    stream = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
+    names = read_path_list(stream, null=True)
+    assert names == ["a b.png", os.fsdecode(b"bad\xff.png"), "new\nline.png"]
+    assert [os.fsencode(name) for name in names][1] == b"bad\xff.png"
+    lines = io.TextIOWrapper(io.BytesIO(b"x\xfe.png\r\n\n"), encoding="utf-8")
+    assert read_path_list(lines) == [os.fsdecode(b"x\xfe.png")]
+
+
 def test_stdin_list_gives_flat_jobs(src: Path, out: Path) -> None:
     touch(src, "ゲーム 1.png", "sub/my pic.jpg")
     stdin = io.StringIO(f"{src / 'ゲーム 1.png'}\n\n{src / 'sub/my pic.jpg'}\n")
@@ -99,11 +111,18 @@ def test_stdin_folders_are_walked_and_dash_twice_reads_once(src: Path, tmp_path:
     assert jobs[2].source == src / "sub/b.png"
 
 
-def test_outputs_inside_the_input_folder_are_not_taken(src: Path) -> None:
+def test_outputs_inside_the_input_folder_are_not_taken_and_named_ones_are_refused(src: Path) -> None:
     out = src / "out"
     touch(src, "a.png", "out/a.png", "out/a_mask.png", "out/sub/b.png")
     assert relatives(discover([str(src)], out)) == ["a"]
-    assert relatives(discover([str(src / "a.png"), str(out / "a_mask.png")], out)) == ["a"]
+    # Named explicitly, a file inside OUT is a job; the plan refuses it (outputs could replace it).
+    assert relatives(discover([str(src / "a.png"), str(out / "a_mask.png")], out)) == ["a", "a_mask"]
+    with pytest.raises(PlanError) as raised:
+        make_plan([str(src / "a.png"), str(out / "a_mask.png")], out, [OutputKind.MAP])
+    assert raised.value.conflicts == [
+        f"{out / 'a_mask.png'} is inside the output folder {out}; outputs written there could replace it",
+        f"{out / 'a_mask.png'}: the map of {out / 'a_mask.png'} would overwrite an input (the same file)",
+    ]
 
 
 def test_output_folder_given_another_way_is_still_recognised(src: Path) -> None:
@@ -119,20 +138,40 @@ def test_symlinked_folder_and_file_are_followed(src: Path, tmp_path: Path, out: 
     assert jobs == [Job(src / "f.jpg", PurePath("f")), Job(src / "linked/e.png", PurePath("linked/e"))]
 
 
-def test_symlink_loop_terminates_and_yields_each_file_once(src: Path, out: Path) -> None:
+def test_symlink_loop_terminates_with_a_record_for_the_link(src: Path, out: Path) -> None:
     touch(src, "a.png", "sub/b.png")
     (src / "sub/up").symlink_to("..", target_is_directory=True)
-    assert relatives(discover([str(src)], out)) == ["a", "sub/b"]
+    jobs = discover([str(src)], out)
+    assert [(j.relative.as_posix(), j.skip_reason) for j in jobs] == [
+        ("a", None), ("sub/b", None), ("sub/up", f"same folder as {src}")]
     # Starting below the loop: the parent is entered once through the link, then the loop stops.
-    assert relatives(discover([str(src / "sub")], out)) == ["b", "up/a"]
+    jobs = discover([str(src / "sub")], out)
+    assert [(j.relative.as_posix(), j.skip_reason) for j in jobs] == [
+        ("b", None), ("up/a", None), ("up/sub", f"same folder as {src / 'sub'}")]
 
 
-def test_same_file_reached_twice_is_processed_once(src: Path, out: Path) -> None:
+def test_same_file_reached_twice_is_processed_once_and_recorded_each_time(src: Path, out: Path) -> None:
     touch(src, "a.png", "sub/b.png")
     (src / "alias.png").symlink_to(src / "a.png")
     args = [str(src / "sub/b.png"), str(src), str(src / "a.png"), str(src / "sub/../a.png")]
     jobs = discover(args, out)
-    assert jobs == [Job(src / "sub/b.png", PurePath("b")), Job(src / "a.png", PurePath("a"))]
+    assert [(j.source, j.skip_reason) for j in jobs] == [
+        (src / "sub/b.png", None),
+        (src / "a.png", None),
+        (src / "sub/b.png", f"same file as {src / 'sub/b.png'}"),
+        (src / "a.png", f"same file as {src / 'a.png'}"),
+        (src / "sub/../a.png", f"same file as {src / 'a.png'}"),
+        (src / "alias.png", f"same file as {src / 'a.png'}"),
+    ]
+
+
+def test_links_never_take_the_place_of_what_they_point_to(src: Path, out: Path) -> None:
+    touch(src, "z/p.png", "z.png")
+    (src / "a").symlink_to("z", target_is_directory=True)  # sorts before its target
+    (src / "b.png").symlink_to("z.png")
+    jobs = discover([str(src)], out)
+    assert [(j.relative.as_posix(), j.skip_reason) for j in jobs] == [
+        ("z/p", None), ("z", None), ("a", f"same folder as {src / 'z'}"), ("b", f"same file as {src / 'z.png'}")]
 
 
 def test_missing_file_becomes_a_job_with_an_error(src: Path, out: Path) -> None:
@@ -184,48 +223,84 @@ def test_empty_stdin_list_is_reported() -> None:
         discover(["-"], Path("out"), stdin=io.StringIO("\n\n"))
 
 
+def conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), names: NameRule = NameRule(),
+              layout: Layout = Layout.MIRROR) -> list[str]:
+    """The plan's conflict lines for these jobs."""
+    return [text for text, _ in check(Plan(jobs, out, tuple(kinds), layout, names))]
+
+
 def test_same_name_with_different_extensions_collides(src: Path, out: Path) -> None:
     touch(src, "x.jpg", "x.png", "y.png")
-    jobs = discover([str(src)], out)
-    assert find_collisions(jobs) == [[Job(src / "x.jpg", PurePath("x")), Job(src / "x.png", PurePath("x"))]]
-    with pytest.raises(InputError) as raised:
-        check_collisions(jobs, out)
+    with pytest.raises(PlanError) as raised:
+        make_plan([str(src)], out, [OutputKind.MAP])
     message = str(raised.value)
-    assert f"{out / 'x.png'}: {src / 'x.jpg'}, {src / 'x.png'}" in message
+    assert f"{out / 'x.png'}: the map of {src / 'x.jpg'} and the map of {src / 'x.png'}" in message
     assert "rename" in message
     assert "y.png" not in message
 
 
-def test_collisions_ignore_letter_case_and_include_failed_jobs() -> None:
+def test_letter_case_is_compared_as_the_file_system_does_and_failed_jobs_never_collide(out: Path) -> None:
     jobs = [
         Job(Path("in/a/X.png"), PurePath("a/X")),
         Job(Path("in/a/x.jpg"), PurePath("a/x")),
         Job(Path("b.png"), PurePath("b"), "file not found"),
         Job(Path("other/B.png"), PurePath("B")),
     ]
-    assert find_collisions(jobs) == [jobs[:2], jobs[2:]]
+    assert conflicts(jobs, out) == []
+    folding = conflicts(jobs, out, names=NameRule(folds_case=True, folds_unicode=True))
+    assert folding == [f"{out / 'a/x.png'}: the map of in/a/X.png and the map of in/a/x.jpg"]
+    nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
+    spellings = [Job(Path(f"{nfc}.png"), PurePath(nfc)), Job(Path(f"{nfd}.png"), PurePath(nfd))]
+    assert conflicts(spellings, out) == []
+    assert len(conflicts(spellings, out, names=NameRule(folds_unicode=True))) == 1
+
+
+def test_name_rule_probe_finds_this_file_system_exact(tmp_path: Path) -> None:
+    rule = NameRule.probe(tmp_path / "not" / "yet")
+    if sys.platform.startswith("linux"):
+        assert rule == NameRule(folds_case=False, folds_unicode=False)
+    assert [p.name for p in tmp_path.iterdir()] == []  # the probe file is gone
+    assert NameRule(folds_case=True, folds_unicode=True).key("Cafe\u0301.PNG") == "caf\u00e9.png"
+
+
+def test_outputs_of_every_kind_and_folders_are_checked(out: Path) -> None:
+    jobs = [Job(Path("in/x.png"), PurePath("x")), Job(Path("in/x_mask.png"), PurePath("x_mask")),
+            Job(Path("in/a.jpg"), PurePath("a")), Job(Path("in/a.png/b.jpg"), PurePath("a.png/b"))]
+    kinds = (OutputKind.MAP, OutputKind.MASK)
+    assert conflicts(jobs, out, kinds) == [
+        f"{out / 'x_mask.png'}: the mask of in/x.png and the map of in/x_mask.png",
+        f"{out / 'a.png'}: the map of in/a.jpg, but a folder must go there for the map of in/a.png/b.jpg",
+    ]
+    assert conflicts(jobs[:2], out, kinds, layout=Layout.BY_KIND) == []
+
+
+def test_existing_folder_or_file_in_the_way_is_a_conflict(tmp_path: Path, out: Path) -> None:
+    (out / "a.png").mkdir(parents=True)
+    (out / "f").write_bytes(b"")
+    jobs = [Job(Path("in/a.jpg"), PurePath("a")), Job(Path("in/f/b.png"), PurePath("f/b"))]
+    assert conflicts(jobs, out) == [
+        f"{out / 'a.png'} is a folder, but the map of in/a.jpg goes there",
+        f"{out / 'f'} is a file, but a folder must go there for the map of in/f/b.png",
+    ]
 
 
 def test_same_name_in_different_folders_does_not_collide(src: Path, out: Path) -> None:
     touch(src, "a/x.png", "b/x.png")
-    jobs = discover([str(src)], out)
-    assert find_collisions(jobs) == []
-    check_collisions(jobs, out)
+    assert relatives(make_plan([str(src)], out, [OutputKind.MAP]).jobs) == ["a/x", "b/x"]
 
 
 def test_same_name_from_two_folders_given_separately_collides(tmp_path: Path, out: Path) -> None:
     touch(tmp_path, "one/x.png", "two/x.png")
-    jobs = discover([str(tmp_path / "one"), str(tmp_path / "two")], out)
-    with pytest.raises(InputError, match="common parent folder"):
-        check_collisions(jobs, out)
+    with pytest.raises(PlanError, match="common parent folder"):
+        make_plan([str(tmp_path / "one"), str(tmp_path / "two")], out, [OutputKind.MAP])
 
 
-def test_collision_message_is_capped() -> None:
+def test_conflict_message_is_capped() -> None:
     jobs = [Job(Path(f"{i}{ext}"), PurePath(str(i))) for i in range(12) for ext in (".png", ".jpg")]
-    with pytest.raises(InputError) as raised:
-        check_collisions(jobs)
+    with pytest.raises(PlanError) as raised:
+        raise PlanError(check(Plan(jobs, Path("out"), (OutputKind.MAP,))))
     message = str(raised.value)
-    assert "  9.png: 9.png, 9.jpg" in message
+    assert "  out/9.png: the map of 9.png and the map of 9.jpg" in message
     assert "10.png" not in message
     assert "... and 2 more" in message
 
@@ -240,6 +315,12 @@ def test_job_outputs_naming() -> None:
     }
     assert Job(Path("v1.2.png"), PurePath("v1.2")).outputs(Path("out"), ["mask"]) == {
         "mask": Path("out/v1.2_mask.png")
+    }
+    assert job.outputs(Path("out"), ["map", "mask", "cutout", "overlay"], Layout.BY_KIND) == {
+        "map": Path("out/maps/a/b.png"),
+        "mask": Path("out/masks/a/b.png"),
+        "cutout": Path("out/cutouts/a/b.png"),
+        "overlay": Path("out/overlays/a/b.png"),
     }
 
 

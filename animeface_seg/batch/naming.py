@@ -1,7 +1,9 @@
-"""Output kinds and how their files are named: the one place naming is defined.
+"""Output kinds, layouts and how their files are named: the one place naming is defined.
 
-For an input mirrored at ``a/b`` under OUT, the map is ``OUT/a/b.png``, the mask
-``OUT/a/b_mask.png``, and so on; every output is a PNG.
+For an input mirrored at ``a/b`` under OUT, the ``mirror`` layout writes the map to
+``OUT/a/b.png``, the mask to ``OUT/a/b_mask.png``, and so on; the ``by-kind`` layout gives each
+kind its own tree with the input's own name (``OUT/maps/a/b.png``, ``OUT/masks/a/b.png``), the
+layout ControlNet training scripts expect. Every output is a PNG.
 """
 
 from __future__ import annotations
@@ -26,7 +28,19 @@ class OutputKind(str, Enum):
     __hash__ = str.__hash__
 
 
-#: Output kind -> suffix added to the input's stem.
+class Layout(str, Enum):
+    """Where each kind of output goes under OUT."""
+
+    MIRROR = "mirror"
+    """``OUT/a/b.png``, ``OUT/a/b_mask.png``: one mirrored tree, kinds told apart by a suffix."""
+    BY_KIND = "by-kind"
+    """``OUT/maps/a/b.png``, ``OUT/masks/a/b.png``: one mirrored tree per kind, no suffixes."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Output kind -> suffix added to the input's stem (``mirror`` layout).
 OUTPUT_SUFFIXES: dict[OutputKind, str] = {
     OutputKind.MAP: "",
     OutputKind.MASK: "_mask",
@@ -34,11 +48,25 @@ OUTPUT_SUFFIXES: dict[OutputKind, str] = {
     OutputKind.OVERLAY: "_overlay",
 }
 
+#: Output kind -> its tree under OUT (``by-kind`` layout).
+KIND_FOLDERS: dict[OutputKind, str] = {
+    OutputKind.MAP: "maps",
+    OutputKind.MASK: "masks",
+    OutputKind.CUTOUT: "cutouts",
+    OutputKind.OVERLAY: "overlays",
+}
+
 #: Kinds that need the decoded source image at writing time.
 NEEDS_SOURCE: frozenset[OutputKind] = frozenset({OutputKind.CUTOUT, OutputKind.OVERLAY})
 
 
-def output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind]) -> dict[OutputKind, Path]:
+def output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
+                 layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
     """The output file of each kind for an input mirrored at ``relative`` (no extension) under ``out_dir``."""
-    folder = out_dir / relative.parent
-    return {OutputKind(kind): folder / f"{relative.name}{OUTPUT_SUFFIXES[OutputKind(kind)]}.png" for kind in kinds}
+    paths = {}
+    for kind in map(OutputKind, kinds):
+        if Layout(layout) == Layout.BY_KIND:
+            paths[kind] = out_dir / KIND_FOLDERS[kind] / relative.parent / f"{relative.name}.png"
+        else:
+            paths[kind] = out_dir / relative.parent / f"{relative.name}{OUTPUT_SUFFIXES[kind]}.png"
+    return paths

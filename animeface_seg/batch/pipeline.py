@@ -6,7 +6,8 @@ hands them to decoding threads; the calling thread groups decoded images into de
 writing threads. Every stage reports to one event queue, so finished writes are reported as
 soon as they land and a partial batch never waits for inputs that may never come. Every
 queue is bounded, so memory stays flat however many inputs a run has. Each job ends as
-exactly one ``Outcome``; a bad file fails alone.
+exactly one ``Outcome``; a bad file fails alone. An ``error`` outcome lists no outputs: its
+set was not written (``skipped`` ones list theirs only when they exist already).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Outcome:
     error: str | None = None
     error_setting: str | None = None
     """The engine setting that governs the error, if any (a front-end names its own flag for it)."""
+    reason: str | None = None
+    """Why a ``skipped`` input was skipped (the same file as another input, outputs already there)."""
     original_size: tuple[int, int] | None = None
     processed_size: tuple[int, int] | None = None
     class_fractions: tuple[float, ...] | None = None
@@ -61,14 +64,14 @@ class _Decoded:
     source: np.ndarray | None
 
 
-def _failed(job: Job, outputs: dict[OutputKind, Path], exc: BaseException, prefix: str = "") -> Outcome:
+def _failed(job: Job, exc: BaseException, prefix: str = "") -> Outcome:
     if isinstance(exc, EngineError):
         text, setting = str(exc), exc.setting
     elif isinstance(exc, OSError):
         text, setting = f"cannot read file: {exc.strerror or exc}", None
     else:
         text, setting = f"{type(exc).__name__}: {exc}", None
-    return Outcome(job, "error", outputs, prefix + text, setting)
+    return Outcome(job, "error", {}, prefix + text, setting)
 
 
 def _decode(job: Job, outputs: dict[OutputKind, Path], segmentor: Segmentor, keep_source: bool,
@@ -81,7 +84,7 @@ def _write(item: _Decoded, result: Segmentation) -> Outcome:
     try:
         write_outputs(result, item.outputs, item.source)
     except OSError as exc:
-        return Outcome(item.job, "error", item.outputs, f"cannot write output: {exc.strerror or exc}")
+        return Outcome(item.job, "error", {}, f"cannot write output: {exc.strerror or exc}")
     return Outcome(item.job, "ok", item.outputs, original_size=result.original_size,
                    processed_size=result.processed_size, class_fractions=result.class_fractions,
                    mask_coverage=result.mask_coverage)
@@ -90,6 +93,21 @@ def _write(item: _Decoded, result: Segmentation) -> Outcome:
 def is_done(outputs: dict[OutputKind, Path]) -> bool:
     """Whether every output of a job is already on disk (``--skip-existing``)."""
     return all(path.is_file() for path in outputs.values())
+
+
+#: The ``reason`` of an input skipped by ``--skip-existing``.
+ALREADY_DONE = "outputs exist already (--skip-existing)"
+
+
+def early_outcome(job: Job, outputs: dict[OutputKind, Path], skip_existing: bool = False) -> Outcome | None:
+    """The outcome of a job settled without decoding (failed or skipped before it starts), else ``None``."""
+    if job.error:
+        return Outcome(job, "error", {}, job.error)
+    if job.skip_reason:
+        return Outcome(job, "skipped", {}, reason=job.skip_reason)
+    if skip_existing and is_done(outputs):
+        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
+    return None
 
 
 class _Run:
@@ -117,11 +135,10 @@ class _Run:
         try:
             for job in jobs:
                 count += 1
-                outputs = job.outputs(self.settings.out_dir, self.settings.kinds)
-                if job.error:
-                    self.events.put(("early", Outcome(job, "error", outputs, job.error)))
-                elif self.settings.skip_existing and is_done(outputs):
-                    self.events.put(("early", Outcome(job, "skipped", outputs)))
+                outputs = self.settings.outputs(job)
+                early = early_outcome(job, outputs, self.settings.skip_existing)
+                if early is not None:
+                    self.events.put(("early", early))
                 else:
                     while not self.decode_slots.acquire(timeout=_POLL):
                         if self.stop.is_set():
@@ -147,7 +164,7 @@ class _Run:
             results = self.segmentor.run([item.prepared for item in items])
         except (RuntimeError, ValueError) as exc:
             for item in items:
-                yield _failed(item.job, item.outputs, exc, "segmentation failed: ")
+                yield _failed(item.job, exc, "segmentation failed: ")
             return
         for item, result in zip(items, results):
             self.write_slots.acquire()
@@ -184,7 +201,7 @@ class _Run:
                         if exc is not None:
                             self.decode_slots.release()
                             finished += 1
-                            yield _failed(job, outputs, exc)
+                            yield _failed(job, exc)
                         else:
                             batches += self.batcher.add(future.result())
                     elif kind == "fed":

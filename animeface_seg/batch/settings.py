@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from animeface_seg.batch.discovery import Job
 
 #: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
 #: so a live source (a watched folder) never leaves an image stuck in a half-full batch.
@@ -46,12 +50,13 @@ class RunSettings:
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
+    layout: Layout = Layout.MIRROR
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
                overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
                skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flush_after: float = DEFAULT_FLUSH_AFTER) -> RunSettings:
+               flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices."""
         from animeface_seg.engine.device import default_batch_size
 
@@ -63,4 +68,9 @@ class RunSettings:
             skip_existing=skip_existing,
             max_pixels=max_pixels,
             flush_after=flush_after,
+            layout=Layout(layout),
         )
+
+    def outputs(self, job: Job) -> dict[OutputKind, Path]:
+        """Where ``job``'s outputs go with these settings (kinds, OUT, layout): what every stage uses."""
+        return job.outputs(self.out_dir, self.kinds, self.layout)

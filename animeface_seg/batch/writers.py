@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from animeface_seg.batch.folders import make_folders
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.engine.segmentor import Segmentation
 
@@ -26,7 +27,7 @@ OVERLAY_ALPHA = 0.5
 
 def write_png_atomic(image: Image.Image, path: Path) -> None:
     """Save ``image`` as PNG at ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 import typer
 
 from animeface_seg import __version__
+from animeface_seg.batch.display import shown
+from animeface_seg.batch.naming import Layout
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
 if TYPE_CHECKING:
     from animeface_seg.batch.discovery import Job
-    from animeface_seg.batch.pipeline import Outcome
     from animeface_seg.engine.segmentor import Segmentor
 
 #: Same value as ``engine.decode.DEFAULT_MAX_PIXELS`` (checked by a test), kept here so --help needs no engine.
@@ -34,13 +35,16 @@ For every input image, writes OUT/<name>.png (the map: background yellow, hair b
 mouth white, face green, skin cyan, clothes magenta) and OUT/<name>_mask.png (the character
 mask), removing the background first unless --keep-background is given. Folders are searched
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
-standard input, one per line.
+standard input, one per line (NUL-separated with -0). Every output path is planned and checked
+before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
 
 \b
 Examples:
   animeface-seg photos/ -o out/
   animeface-seg photos/ -o out/ --skip-existing --json > results.jsonl
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
+  find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
+  animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
@@ -100,9 +104,9 @@ def command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
+    output_name: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
-        file_okay=False, show_default=False)] = None,
+        show_default=False)] = None,
     keep_background: Annotated[bool, typer.Option(
         "--keep-background", help="Segment the image as it is: no background removal, no mask file.")] = False,
     size: Annotated[Size, typer.Option(
@@ -145,6 +149,15 @@ def command(
     json_lines: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
         "class fractions, mask coverage).")] = False,
+    layout: Annotated[Layout, typer.Option(
+        "--layout", help="mirror: OUT/a/b.png, OUT/a/b_mask.png; by-kind: each kind in its own tree, "
+        "OUT/maps/a/b.png, OUT/masks/a/b.png (what ControlNet training expects).",
+        case_sensitive=False)] = Layout.MIRROR,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", metavar="DIR", help="Place files and folders named directly (or on stdin) under OUT by "
+        "their path below DIR, exactly where a run over DIR writes them.", show_default=False)] = None,
+    null: Annotated[bool, typer.Option(
+        "--null", "-0", help="Paths on standard input are separated by NUL bytes (find -print0).")] = False,
     watch: Annotated[bool, typer.Option(
         "--watch", help="After the first pass keep running: process images that appear or change below the "
         "INPUT folders once they have settled. Ctrl-C or SIGTERM stops it (exit 0, or 1 if any failed).")] = False,
@@ -166,17 +179,27 @@ def command(
             raise typer.Exit(ExitCode.OK)
         if not inputs:
             raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
-        if output is None:
+        if output_name is None:
             raise _fail("no output folder given: add -o OUT")
+        if not output_name:
+            raise _fail("-o is empty: name the output folder (use -o . for the current folder)")
+        output = Path(output_name)
         if output.exists() and not output.is_dir():
-            raise _fail(f"-o {output} exists and is not a folder")
+            raise _fail(f"-o {shown(output)} exists and is not a folder")
+        if keep_background and cutout:
+            raise _fail("--cutout needs the character mask, which --keep-background does not compute "
+                        "(the cutout would be the whole picture): drop one of the two")
+        if null and "-" not in inputs:
+            raise _fail("-0 (--null) describes the list read from standard input: add - to the INPUTs")
+        if root is not None and not root.is_dir():
+            raise _fail(f"--root {shown(root)} is not a folder")
         if settle is not None and not watch:
             raise _fail("--settle only applies with --watch")
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
-                    watch=watch, settle=settle)
+                    layout=layout, root=root, null=null, watch=watch, settle=settle)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
@@ -186,16 +209,17 @@ def command(
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, watch: bool = False,
-         settle: float | None = None) -> None:
-    """Plan the run, build the segmentor, stream every input through it and report.
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
+         root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None) -> None:
+    """Plan the run (every output checked), report inputs that fail up front, build the segmentor,
+    stream every remaining input through it and report.
 
     With ``watch`` the inputs are folders whose watcher starts before the first scan; the job source
     then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1).
     """
-    from animeface_seg.batch.discovery import check_collisions, discover
-    from animeface_seg.batch.pipeline import process
-    from animeface_seg.batch.settings import RunSettings
+    from animeface_seg.batch.pipeline import early_outcome, process
+    from animeface_seg.batch.plan import make_plan
+    from animeface_seg.batch.settings import RunSettings, output_kinds
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.device import cpu_has_native_bf16
 
@@ -209,11 +233,23 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             drop = DropFolders(inputs, output, settle=DEFAULT_SETTLE if settle is None else settle,
                                recursive=recursive)
             drop.start()
-            jobs = drop.scan()
-        else:
-            stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-            jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
-        check_collisions(jobs, output)
+        stdin = (env.stdin or sys.stdin) if "-" in inputs else None
+        plan = make_plan(inputs, output, output_kinds(keep_background, cutout, overlay), layout=layout,
+                         recursive=recursive, stdin=stdin, null=null, root=root, allow_empty=watch)
+        reporter = Reporter(None if watch else len(plan.jobs), json_lines=json_lines, quiet=quiet,
+                            stdout=env.stdout, stderr=env.stderr)
+        jobs = []
+        for job in plan.jobs:
+            early = early_outcome(job, {})
+            if early is None:
+                jobs.append(job)
+            else:
+                reporter.add(early)
+        if not jobs and not watch:
+            reporter.info(reporter.summary())
+            if reporter.counts["error"]:
+                raise _fail("nothing left to process: every input failed (see above); no network was loaded")
+            raise typer.Exit(ExitCode.OK)
         segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
                                           remove_background=not keep_background, device=device,
                                           precision=precision, output_size=size.value)
@@ -227,23 +263,20 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
     settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels)
-    reporter = Reporter(None if watch else len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout,
-                        stderr=env.stderr)
-    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout)
+    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {shown(output)}")
     source: Iterable[Job] = jobs
-    skipped: list[Outcome] = []
     if drop is not None:
         skipped, todo = drop.plan(jobs, settings)
+        for outcome in skipped:
+            reporter.add(outcome)
         source = drop.jobs(todo, on_job=reporter.processing)
-        reporter.info(f"watching {', '.join(inputs)} (settle {drop.settle:g} s); Ctrl-C or SIGTERM stops")
+        reporter.info(f"watching {', '.join(map(shown, inputs))} (settle {drop.settle:g} s); Ctrl-C or SIGTERM stops")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     stop: KeyboardInterrupt | None = None
     with reporter:
         try:
-            for outcome in skipped:
-                reporter.add(outcome)
             for outcome in process(source, segmentor, settings):
                 reporter.add(outcome)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``

@@ -1,12 +1,20 @@
 """Everything a run tells the user: progress, per-file errors, JSON records and the summary.
 
 Standard output carries only ``--json`` records (one object per input, flushed at once) so
-that ``| jq`` works; everything meant for people goes to standard error.
+that ``| jq`` works; everything meant for people goes to standard error, with file names escaped
+so one input is one line (``batch/display.py``).
+
+JSON rule for any file name: records are UTF-8 JSON; a name's undecodable bytes (kept by Python
+as lone surrogates U+DC80-U+DCFF, see ``os.fsdecode``) are written as ``\\udcXX`` escapes, so every
+line parses and ``os.fsencode(json.loads(line)["input"])`` gives the name's exact bytes back. Where
+standard output's encoding is not UTF-8, every non-ASCII character is escaped.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import sys
 import threading
 import time
@@ -18,9 +26,20 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeRemainingColumn)
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.display import shown
 from animeface_seg.batch.pipeline import Outcome
 from animeface_seg.cli.hints import with_hint
 from animeface_seg.engine.palette import CLASS_NAMES
+
+
+#: Any surrogate code point: in a ``str`` from the file system these stand for undecodable bytes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(record: dict, ascii_only: bool = False) -> str:
+    """``record`` as one line of JSON that any UTF-8 (or, with ``ascii_only``, ASCII) stream accepts."""
+    text = json.dumps(record, ensure_ascii=ascii_only)
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _size(size: tuple[int, int] | None) -> dict[str, int] | None:
@@ -35,6 +54,7 @@ def outcome_record(outcome: Outcome) -> dict:
         "status": outcome.status,
         "outputs": {str(kind): str(path) for kind, path in outcome.outputs.items()},
         "error": with_hint(outcome.error, outcome.error_setting),
+        "reason": outcome.reason,
         "original_size": _size(outcome.original_size),
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
@@ -66,6 +86,8 @@ class Reporter:
         self.json_lines = json_lines
         self.quiet = quiet
         self.stdout = stdout or sys.stdout
+        encoding = getattr(self.stdout, "encoding", None) or "utf-8"
+        self.ascii_only = codecs.lookup(encoding).name != "utf-8"
         self.console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self.counts: Counter[str] = Counter()
         self.started = time.perf_counter()
@@ -93,7 +115,8 @@ class Reporter:
                 console=self.console, transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("segmenting", total=self.total)
+            self._task = self._progress.add_task("segmenting", total=self.total,
+                                                 completed=sum(self.counts.values()))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,10 +127,10 @@ class Reporter:
         """Record one finished input: error line, JSON record, progress step."""
         self.counts[outcome.status] += 1
         if outcome.status == "error":
-            self.console.print(f"error: {outcome.job.source}: {with_hint(outcome.error, outcome.error_setting)}",
-                               markup=False)
+            message = with_hint(outcome.error, outcome.error_setting) or ""
+            self.console.print(f"error: {shown(outcome.job.source)}: {shown(message)}", markup=False)
         if self.json_lines:
-            self.stdout.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
+            self.stdout.write(json_line(outcome_record(outcome), self.ascii_only) + "\n")
             self.stdout.flush()
         if self._progress is not None and self.total is None:
             with self._lock:

@@ -155,7 +155,7 @@ class DropFolders:
                 self._pending[real] = _Pending(job, _stamp(st), now)
             else:
                 self._handed[real] = _stamp(st)
-                outputs = job.outputs(settings.out_dir, settings.kinds)
+                outputs = settings.outputs(job)
                 if up_to_date(outputs, job.source):
                     skipped.append(Outcome(job, "skipped", outputs))
                 else:

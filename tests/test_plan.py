@@ -1,0 +1,233 @@
+"""The output plan through the command: conflicts stop the run before any network loads or any file
+is written, every input name gets one record, and any file name survives messages and ``--json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from animeface_seg.batch.plan import NameRule
+from conftest import make_image
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (relative POSIX path -> contents), to prove nothing changed."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+@pytest.fixture
+def recorded_run(weights_dir):
+    """Run the command in-process with a segmentor factory that only records that it was called."""
+    from typer.testing import CliRunner
+
+    from animeface_seg.cli import Environment, app
+
+    calls: list[dict] = []
+
+    def factory(**options):
+        calls.append(options)
+        raise AssertionError("the networks must not be loaded")
+
+    def run(*args: str):
+        result = CliRunner().invoke(app, [*args, "--weights-dir", str(weights_dir)],
+                                    obj=Environment(segmentor_factory=factory), catch_exceptions=False)
+        return result, calls
+
+    return run
+
+
+@pytest.mark.parametrize("layout", [("p", "p/sub"), ("d", "d/a")])
+def test_input_inside_out_is_refused_and_nothing_changes(recorded_run, tmp_path, layout):
+    out_name, input_name = layout
+    out, src = tmp_path / out_name, tmp_path / input_name
+    make_image(out / "x.png", (40, 30))
+    make_image(src / "x.png", (30, 40), seed=1)
+    make_image(src / "a" / "p.png", (30, 40), seed=2)
+    before = files_under(tmp_path)
+    result, calls = recorded_run(str(src), "-o", str(out), "--keep-background")
+    assert result.exit_code == 2, result.output
+    assert f"{src / 'x.png'} is inside the output folder {out}" in result.stderr
+    assert "no input may lie inside OUT" in result.stderr
+    assert calls == [] and files_under(tmp_path) == before
+
+
+def test_out_inside_an_input_folder_is_fine_and_never_walked(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (40, 30))
+    first = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "--keep-background")
+    again = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "--keep-background", "--json")
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert [r["input"] for r in records(again.stdout)] == [str(tmp_path / "in" / "a.png")]
+
+
+def test_x_and_x_mask_conflict_and_by_kind_layout_keeps_them_apart(run_cli, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "x.png", (64, 48))
+    make_image(src / "x_mask.png", (48, 64), seed=1)
+    proc = run_cli(str(src), "-o", str(out))
+    assert proc.returncode == 2
+    assert f"{out / 'x_mask.png'}: the mask of {src / 'x.png'} and the map of {src / 'x_mask.png'}" in proc.stderr
+    assert "--layout by-kind" in proc.stderr and not out.exists()
+
+    proc = run_cli(str(src), "-o", str(out), "--layout", "by-kind", "--cutout")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(files_under(out)) == ["cutouts/x.png", "cutouts/x_mask.png", "maps/x.png", "maps/x_mask.png",
+                                        "masks/x.png", "masks/x_mask.png"]
+    for name, size in (("x", (64, 48)), ("x_mask", (48, 64))):
+        assert Image.open(out / "maps" / f"{name}.png").size == size
+        assert Image.open(out / "masks" / f"{name}.png").mode == "L"
+        assert Image.open(out / "masks" / f"{name}.png").size == size
+
+
+def test_folder_named_like_an_output_is_a_conflict_up_front(run_cli, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "a.jpg", (40, 30))
+    make_image(src / "a.png" / "b.jpg", (40, 30))
+    proc = run_cli(str(src), "-o", str(out), "--keep-background")
+    assert proc.returncode == 2
+    assert (f"{out / 'a.png'}: the map of {src / 'a.jpg'}, but a folder must go there for the map of "
+            f"{src / 'a.png' / 'b.jpg'}") in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.skipif(NameRule.probe(Path.cwd()).folds_case, reason="needs a case-sensitive file system")
+def test_names_differing_only_in_case_both_work(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "X.png", (40, 30))
+    make_image(tmp_path / "in" / "x.png", (30, 40), seed=1)
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "out" / "X.png").size == (40, 30)
+    assert Image.open(tmp_path / "out" / "x.png").size == (30, 40)
+
+
+def test_every_name_gets_one_record_with_links_and_loops(run_cli, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "z" / "p.png", (40, 30))
+    make_image(src / "real.png", (40, 30), seed=1)
+    (src / "a").symlink_to("z", target_is_directory=True)  # an alias that sorts before its folder
+    (src / "self").symlink_to(".", target_is_directory=True)  # a loop
+    (src / "alias.png").symlink_to("real.png")
+    (src / "loop.png").symlink_to("loop.png")  # a link to itself
+    make_image(tmp_path / "elsewhere" / "e.png", (40, 30), seed=2)
+    (src / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    proc = run_cli(str(src), "-o", str(out), "--keep-background", "--json")
+    assert proc.returncode == 1, proc.stderr
+    got = {Path(r["input"]).relative_to(src).as_posix(): (r["status"], r["reason"] or r["error"])
+           for r in records(proc.stdout)}
+    assert got == {
+        "z/p.png": ("ok", None),
+        "real.png": ("ok", None),
+        "a": ("skipped", f"same folder as {src / 'z'}"),
+        "alias.png": ("skipped", f"same file as {src / 'real.png'}"),
+        "linked/e.png": ("ok", None),
+        "loop.png": ("error", "cannot follow symbolic link: Too many levels of symbolic links"),
+        "self": ("skipped", f"same folder as {src}"),
+    }
+    assert sorted(files_under(out)) == ["linked/e.png", "real.png", "z/p.png"]
+    assert "processed 3, skipped 3, failed 1" in proc.stderr
+
+
+def test_any_bytes_and_newlines_in_names_stay_one_line_and_valid_json(run_cli, tmp_path):
+    src = tmp_path / "in"
+    names = [b"bad\xff.png", b"new\nline.png", b"esc\x1b[31m.png"]
+    for raw in names:
+        make_image(src / os.fsdecode(raw), (40, 30))
+    (src / os.fsdecode(b"broken\n\xfe\x1b.png")).write_bytes(b"not an image")
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--keep-background", "--json")
+    assert proc.returncode == 1
+    got = {os.fsencode(Path(r["input"]).name): r for r in records(proc.stdout)}
+    assert set(got) == {*names, b"broken\n\xfe\x1b.png"}
+    for raw in names:
+        assert got[raw]["status"] == "ok"
+        assert Path(got[raw]["outputs"]["map"]).is_file()
+        assert os.fsencode(Path(got[raw]["outputs"]["map"]).name) == raw[:-4] + b".png"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {src}/broken\\n\\xfe\\x1b.png: not a recognised image file"]
+    assert "\x1b" not in proc.stderr
+
+
+def test_nul_separated_stdin_with_root_lands_where_the_full_run_writes(run_cli, tmp_path):
+    data = tmp_path / "dataset"
+    make_image(data / "a" / "x.png", (40, 30))
+    make_image(data / "b" / "new\nline.jpg", (30, 40), seed=1)
+    make_image(data / "top.png", (30, 30), seed=2)
+    make_image(tmp_path / "outside.png", (30, 30), seed=3)
+    full = run_cli(str(data), "-o", str(tmp_path / "full"), "--keep-background")
+    assert full.returncode == 0, full.stderr
+    listed = b"".join(os.fsencode(p) + b"\0" for p in (data / "a" / "x.png", data / "b" / "new\nline.jpg"))
+    proc = run_cli("-", "-0", str(data / "top.png"), "--root", str(data), "-o", str(tmp_path / "inc"),
+                   "--keep-background", stdin=listed)
+    assert proc.returncode == 0, proc.stderr
+    assert files_under(tmp_path / "inc").keys() == files_under(tmp_path / "full").keys()
+    assert sorted(files_under(tmp_path / "inc")) == ["a/x.png", "b/new\nline.png", "top.png"]
+
+    proc = run_cli(str(tmp_path / "outside.png"), str(data / "a"), "--root", str(data), "-o",
+                   str(tmp_path / "more"), "--keep-background", "--json")
+    assert proc.returncode == 1
+    assert {r["input"]: r["error"] for r in records(proc.stdout)} == {
+        str(tmp_path / "outside.png"): f"not inside --root {data}", str(data / "a" / "x.png"): None}
+    assert sorted(files_under(tmp_path / "more")) == ["a/x.png"]
+
+
+def remove_tree_without_recursion(top: Path) -> None:
+    """Remove a folder tree of any depth (``shutil.rmtree``, ``os.walk`` and pytest's clean-up recurse)."""
+    stack = [str(top)]
+    while stack:
+        folder = stack[-1]
+        subfolders = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subfolders:
+            stack.extend(subfolders)
+        else:
+            os.rmdir(stack.pop())
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """``tmp_path``, emptied without recursion afterwards (a ~1100-deep tree would break pytest's clean-up)."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        remove_tree_without_recursion(child)
+
+
+def test_deeply_nested_folders_are_walked_without_recursion(run_cli, deep_tmp):
+    deep = deep_tmp / "in"
+    deep.mkdir()
+    for _ in range(1100):  # Path.mkdir(parents=True) itself recurses
+        deep = deep / "d"
+        deep.mkdir()
+    make_image(deep / "x.png", (30, 30))
+    proc = run_cli(str(deep_tmp / "in"), "-o", str(deep_tmp / "out"), "--keep-background")
+    assert proc.returncode == 0, proc.stderr
+    assert (deep_tmp / "out" / Path(*["d"] * 1100) / "x.png").is_file()
+
+
+def test_empty_names_are_usage_errors(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_image(tmp_path / "in" / "a.png", (30, 30))
+    proc = run_cli("in", "-o", "", "--keep-background")
+    assert proc.returncode == 2 and "-o is empty" in proc.stderr
+    proc = run_cli("", "-o", "out", "--keep-background")
+    assert proc.returncode == 2 and "an INPUT argument is empty" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_missing_inputs_are_reported_without_loading_the_networks(recorded_run, tmp_path):
+    result, calls = recorded_run(str(tmp_path / "mistyped"), "-o", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'mistyped'}: file not found" in result.stderr
+    assert "nothing left to process" in result.stderr
+    assert [r["status"] for r in records(result.stdout)] == ["error"]
+    assert calls == [] and not (tmp_path / "out").exists()
