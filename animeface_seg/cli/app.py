@@ -46,6 +46,11 @@ error (nothing was processed), 130 interrupted.
 """
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Size(str, Enum):
     original = "original"
     processed = "processed"
@@ -96,9 +101,9 @@ def command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
-        file_okay=False, show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", metavar="OUT", help="Folder for the results (created if missing); "
+        "with --engine ray also s3://bucket/prefix or gs://bucket/prefix.", show_default=False)] = None,
     keep_background: Annotated[bool, typer.Option(
         "--keep-background", help="Segment the image as it is: no background removal, no mask file.")] = False,
     size: Annotated[Size, typer.Option(
@@ -141,6 +146,21 @@ def command(
     json_lines: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
         "class fractions, mask coverage).")] = False,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="local: this process; ray: a Ray cluster (INPUT and OUT may then be s3:// or gs:// "
+        "URIs; see docs/scaling.md).", case_sensitive=False)] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join [default: $RAY_ADDRESS, else start a "
+        "local Ray instance].", show_default=False)] = None,
+    replicas: Annotated[Optional[int], typer.Option(
+        "--replicas", min=1, metavar="N", help="Model actors on the Ray cluster [default: one per GPU, "
+        "or without GPUs one per CPU].", show_default=False)] = None,
+    gpus_per_replica: Annotated[Optional[float], typer.Option(
+        "--gpus-per-replica", min=0.0, metavar="F", help="GPUs each model actor holds [default: 1 when the "
+        "cluster has GPUs, else 0].", show_default=False)] = None,
+    s3_endpoint: Annotated[Optional[str], typer.Option(
+        "--s3-endpoint", metavar="URL", help="S3-compatible endpoint for s3:// URIs [default: "
+        "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS].", show_default=False)] = None,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -158,58 +178,103 @@ def command(
             raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
         if output is None:
             raise _fail("no output folder given: add -o OUT")
-        if output.exists() and not output.is_dir():
+        out_dir = _output_location(output, inputs, engine)
+        if isinstance(out_dir, Path) and out_dir.exists() and not out_dir.is_dir():
             raise _fail(f"-o {output} exists and is not a folder")
-        return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
+        ray_options = None if engine is Engine.local else dict(
+            address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
+        return _run(env, inputs, out_dir, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines)
+                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
+                    ray_options=ray_options)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
 
 
+def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
+    """OUT as a local ``Path``, or with ``--engine ray`` an object-storage location (see integrations/ray)."""
+    if engine is Engine.ray:
+        from animeface_seg.integrations.ray.storage import parse_location
+
+        try:
+            return parse_location(output)  # type: ignore[return-value]  # a StoragePath is a pure path too
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    from animeface_seg.integrations.ray.storage import is_uri
+
+    remote = [name for name in [*inputs, output] if is_uri(name)]
+    if remote:
+        raise _fail(f"{remote[0]}: object storage needs --engine ray (see docs/scaling.md)")
+    return Path(output)
+
+
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool) -> None:
-    """Plan the run, build the segmentor, stream every input through it and report."""
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool,
+         ray_options: dict[str, Any] | None = None) -> None:
+    """Plan the run, build the segmentor (or join the Ray cluster), stream every input through it and report."""
     from animeface_seg.batch.discovery import check_collisions, discover
     from animeface_seg.batch.pipeline import process
     from animeface_seg.batch.settings import RunSettings
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.device import cpu_has_native_bf16
 
+    ray_session = None
     try:
         stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-        jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
+        if ray_options is None:
+            jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
+        else:
+            from animeface_seg.integrations.ray.session import RaySession
+
+            ray_session = RaySession(device=device, model=dict(
+                unet=unet, abg=abg, weights_dir=weights_dir, remove_background=not keep_background,
+                precision=precision, output_size=size.value), **ray_options)
+            jobs = ray_session.discover(inputs, output, recursive=recursive, stdin=stdin)
         check_collisions(jobs, output)
-        segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
-                                          remove_background=not keep_background, device=device,
-                                          precision=precision, output_size=size.value)
+        if ray_session is None:
+            segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
+                                              remove_background=not keep_background, device=device,
+                                              precision=precision, output_size=size.value)
+        else:
+            ray_session.start()
     except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
         raise typer.Exit(_stop_code(exc)) from None
 
-    import torch
+    if ray_session is not None:
+        device_type, description = ray_session.device_type, ray_session.description
+    else:
+        import torch
 
-    if segmentor.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
-    settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
+        device_type, description = segmentor.device.type, segmentor.description
+        if segmentor.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
+    settings = RunSettings.decide(output, device_type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
                                   skip_existing=skip_existing, max_pixels=max_pixels)
     reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
-    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
-    if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+    reporter.info(f"device: {description}; {len(jobs)} input(s) -> {output}")
+    if ray_session is None and segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 \
+            and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     stop: KeyboardInterrupt | None = None
-    with reporter:
-        try:
-            for outcome in process(jobs, segmentor, settings):
-                reporter.add(outcome)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
-            stop = exc
+    try:
+        with reporter:
+            try:
+                outcomes = process(jobs, segmentor, settings) if ray_session is None \
+                    else ray_session.process(jobs, settings)
+                for outcome in outcomes:
+                    reporter.add(outcome)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
+                stop = exc
+    finally:
+        if ray_session is not None:
+            ray_session.close()
     reporter.info(reporter.summary(stop is not None))
     if stop is not None:
         raise typer.Exit(_stop_code(stop))
