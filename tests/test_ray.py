@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image, read_gray, read_rgb
+from conftest import agreement, make_image, read_gray, read_rgb
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the ray extra: pip install -e '.[test]'")
 
@@ -94,14 +94,21 @@ def test_ray_engine_writes_the_local_engines_files_and_pixels(both_engines):
     local_files, ray_files = _pngs(local_out), _pngs(ray_out)
     assert sorted(ray_files) == sorted(local_files) == [
         "a.png", "a_mask.png", "b.png", "b_mask.png", "nested/c.png", "nested/c_mask.png"]
+    # Same networks, same batches: equal up to float summation order, which follows the thread
+    # count (the actors run one thread each, the local engine all cores) and can flip a rare near-tie.
     for name, path in local_files.items():
-        read = read_gray if name.endswith("_mask.png") else read_rgb
-        np.testing.assert_array_equal(read(ray_files[name]), read(path), err_msg=name)
+        if name.endswith("_mask.png"):
+            ours, theirs = read_gray(ray_files[name]).astype(int), read_gray(path).astype(int)
+            assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() <= 1e-3, name
+        else:
+            assert agreement(read_rgb(ray_files[name]), read_rgb(path)) >= 0.9999, name
     assert len(np.unique(read_gray(ray_files["a_mask.png"]))) > 1
     local_records, ray_records = _records(local.stdout), _records(remote.stdout)
     for name in ("a.png", "b.jpg", "c.png"):
         ours, theirs = dict(ray_records[name]), dict(local_records[name])
         assert ours.pop("outputs") == {k: v.replace(str(local_out), str(ray_out)) for k, v in theirs.pop("outputs").items()}
+        assert ours.pop("class_fractions") == pytest.approx(theirs.pop("class_fractions"), abs=1e-4)
+        assert ours.pop("mask_coverage") == pytest.approx(theirs.pop("mask_coverage"), abs=1e-4)
         assert ours == theirs
 
 
@@ -197,7 +204,7 @@ def test_cluster_reached_through_ray_address(head_cluster, run_process, run_cli,
     ours, theirs = _pngs(tmp_path / "ray"), _pngs(tmp_path / "local")
     assert sorted(ours) == sorted(theirs) == ["a.png", "b.png", "nested/c.png"]
     for name in theirs:
-        np.testing.assert_array_equal(read_rgb(ours[name]), read_rgb(theirs[name]), err_msg=name)
+        assert agreement(read_rgb(ours[name]), read_rgb(theirs[name])) >= 0.9999, name
 
 
 @pytest.fixture(scope="module")
@@ -245,4 +252,4 @@ def test_s3_input_and_output(ray_instance, s3_server, run_cli, folder, tmp_path)
     for key, path in (("out/a.png", tmp_path / "local" / "a.png"), ("out/nested/c.png", tmp_path / "local" / "c.png")):
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         with Image.open(io.BytesIO(body)) as image:
-            np.testing.assert_array_equal(np.array(image.convert("RGB")), read_rgb(path), err_msg=key)
+            assert agreement(np.array(image.convert("RGB")), read_rgb(path)) >= 0.9999, key
