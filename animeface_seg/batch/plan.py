@@ -125,6 +125,17 @@ def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind],
     return plan
 
 
+def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
+                layout: Layout = Layout.MIRROR) -> Plan:
+    """A plan for jobs found in object storage: outputs checked against each other, names compared
+    exactly (object keys are case-sensitive); there is no local disk to check them against."""
+    plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout))
+    conflicts = _planned_outputs(plan).conflicts
+    if conflicts:
+        raise PlanError(conflicts)
+    return plan
+
+
 def check(plan: Plan) -> list[tuple[str, str]]:
     """Every conflict of the plan as (line naming both sides, hint)."""
     conflicts = _inputs_inside_out(plan.jobs, plan.out_dir)

@@ -54,6 +54,11 @@ with 0 or 1).
 """
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Size(str, Enum):
     original = "original"
     processed = "processed"
@@ -105,8 +110,8 @@ def command(
         metavar="INPUT", help="Image files, folders, or - for a list of paths on standard input.",
         show_default=False)] = None,
     output_name: Annotated[Optional[str], typer.Option(
-        "--output", "-o", metavar="OUT", help="Folder for the results (created if missing).",
-        show_default=False)] = None,
+        "--output", "-o", metavar="OUT", help="Folder for the results (created if missing); "
+        "with --engine ray also s3://bucket/prefix or gs://bucket/prefix.", show_default=False)] = None,
     keep_background: Annotated[bool, typer.Option(
         "--keep-background", help="Segment the image as it is: no background removal, no mask file.")] = False,
     size: Annotated[Size, typer.Option(
@@ -164,6 +169,21 @@ def command(
     settle: Annotated[Optional[float], typer.Option(
         "--settle", min=0.0, metavar="SECONDS", help="With --watch: how long a file's size and time must stay "
         "unchanged before it is read [default: 1].", show_default=False)] = None,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="local: this process; ray: a Ray cluster (INPUT and OUT may then be s3:// or gs:// "
+        "URIs; see docs/scaling.md).", case_sensitive=False)] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join [default: $RAY_ADDRESS, else start a "
+        "local Ray instance].", show_default=False)] = None,
+    replicas: Annotated[Optional[int], typer.Option(
+        "--replicas", min=1, metavar="N", help="Model actors on the Ray cluster [default: one per GPU, "
+        "or without GPUs one per CPU].", show_default=False)] = None,
+    gpus_per_replica: Annotated[Optional[float], typer.Option(
+        "--gpus-per-replica", min=0.0, metavar="F", help="GPUs each model actor holds [default: 1 when the "
+        "cluster has GPUs, else 0].", show_default=False)] = None,
+    s3_endpoint: Annotated[Optional[str], typer.Option(
+        "--s3-endpoint", metavar="URL", help="S3-compatible endpoint for s3:// URIs [default: "
+        "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS].", show_default=False)] = None,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -183,8 +203,8 @@ def command(
             raise _fail("no output folder given: add -o OUT")
         if not output_name:
             raise _fail("-o is empty: name the output folder (use -o . for the current folder)")
-        output = Path(output_name)
-        if output.exists() and not output.is_dir():
+        output = _output_location(output_name, inputs, engine)
+        if isinstance(output, Path) and output.exists() and not output.is_dir():
             raise _fail(f"-o {shown(output)} exists and is not a folder")
         if keep_background and cutout:
             raise _fail("--cutout needs the character mask, which --keep-background does not compute "
@@ -195,35 +215,57 @@ def command(
             raise _fail(f"--root {shown(root)} is not a folder")
         if settle is not None and not watch:
             raise _fail("--settle only applies with --watch")
+        if watch and engine is Engine.ray:
+            raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
+        ray_options = None if engine is Engine.local else dict(
+            address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
-                    layout=layout, root=root, null=null, watch=watch, settle=settle)
+                    layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
 
 
+def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
+    """OUT as a local ``Path``, or with ``--engine ray`` an object-storage location (see integrations/ray)."""
+    from animeface_seg.integrations.ray.storage import is_uri, parse_location
+
+    if engine is Engine.ray:
+        try:
+            return parse_location(output)  # type: ignore[return-value]  # a StoragePath is a pure path too
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    remote = [name for name in [*inputs, output] if is_uri(name)]
+    if remote:
+        raise _fail(f"{shown(remote[0])}: object storage needs --engine ray (see docs/scaling.md)")
+    return Path(output)
+
+
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
          weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
-         root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None) -> None:
+         root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
+         ray_options: dict[str, Any] | None = None) -> None:
     """Plan the run (every output checked), report inputs that fail up front, build the segmentor,
     stream every remaining input through it and report.
 
     With ``watch`` the inputs are folders whose watcher starts before the first scan; the job source
-    then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1).
+    then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1). With
+    ``ray_options`` the jobs run on a Ray cluster (``integrations/ray``) instead of in this process.
     """
     from animeface_seg.batch.pipeline import early_outcome, process
-    from animeface_seg.batch.plan import make_plan
+    from animeface_seg.batch.plan import make_plan, plan_remote
     from animeface_seg.batch.settings import RunSettings, output_kinds
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.device import cpu_has_native_bf16
 
-    drop = None
+    drop = ray_session = None
+    kinds = output_kinds(keep_background, cutout, overlay)
     try:
         if watch:
             try:
@@ -234,8 +276,19 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
                                recursive=recursive)
             drop.start()
         stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-        plan = make_plan(inputs, output, output_kinds(keep_background, cutout, overlay), layout=layout,
-                         recursive=recursive, stdin=stdin, null=null, root=root, allow_empty=watch)
+        if ray_options is not None:
+            from animeface_seg.integrations.ray.session import RaySession
+            from animeface_seg.integrations.ray.storage import is_uri
+
+            ray_session = RaySession(device=device, model=dict(
+                unet=unet, abg=abg, weights_dir=weights_dir, remove_background=not keep_background,
+                precision=precision, output_size=size.value), **ray_options)
+        if ray_session is not None and any(is_uri(str(name)) for name in [*inputs, output]):
+            plan = plan_remote(ray_session.discover(inputs, output, recursive=recursive, stdin=stdin), output,
+                               kinds, layout=layout)
+        else:
+            plan = make_plan(inputs, output, kinds, layout=layout, recursive=recursive, stdin=stdin, null=null,
+                             root=root, allow_empty=watch)
         reporter = Reporter(None if watch else len(plan.jobs), json_lines=json_lines, quiet=quiet,
                             stdout=env.stdout, stderr=env.stderr)
         jobs = []
@@ -250,21 +303,28 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             if reporter.counts["error"]:
                 raise _fail("nothing left to process: every input failed (see above); no network was loaded")
             raise typer.Exit(ExitCode.OK)
-        segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
-                                          remove_background=not keep_background, device=device,
-                                          precision=precision, output_size=size.value)
+        if ray_session is None:
+            segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
+                                              remove_background=not keep_background, device=device,
+                                              precision=precision, output_size=size.value)
+        else:
+            ray_session.start()
     except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
         raise typer.Exit(ExitCode.OK if watch else _stop_code(exc)) from None
 
-    import torch
+    if ray_session is not None:
+        device_type, description = ray_session.device_type, ray_session.description
+    else:
+        import torch
 
-    if segmentor.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
-    settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
+        device_type, description = segmentor.device.type, segmentor.description
+        if segmentor.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
+    settings = RunSettings.decide(output, device_type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
                                   skip_existing=skip_existing, max_pixels=max_pixels, layout=layout)
-    reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {shown(output)}")
+    reporter.info(f"device: {description}; {len(jobs)} input(s) -> {shown(output)}")
     source: Iterable[Job] = jobs
     if drop is not None:
         skipped, todo = drop.plan(jobs, settings)
@@ -272,18 +332,23 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             reporter.add(outcome)
         source = drop.jobs(todo, on_job=reporter.processing)
         reporter.info(f"watching {', '.join(map(shown, inputs))} (settle {drop.settle:g} s); Ctrl-C or SIGTERM stops")
-    if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+    if ray_session is None and segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 \
+            and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
     stop: KeyboardInterrupt | None = None
     with reporter:
         try:
-            for outcome in process(source, segmentor, settings):
+            outcomes = process(source, segmentor, settings) if ray_session is None \
+                else ray_session.process(jobs, settings)
+            for outcome in outcomes:
                 reporter.add(outcome)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
             stop = exc
         finally:
             if drop is not None:
                 drop.stop()
+            if ray_session is not None:
+                ray_session.close()
     reporter.info(reporter.summary(stop is not None))
     if stop is not None and not watch:
         raise typer.Exit(_stop_code(stop))
