@@ -64,7 +64,8 @@ class _Decoded:
     source: np.ndarray | None
 
 
-def _failed(job: Job, exc: BaseException, prefix: str = "") -> Outcome:
+def failed_outcome(job: Job, exc: BaseException, prefix: str = "") -> Outcome:
+    """The error outcome of a job whose reading, decoding or segmentation raised ``exc`` (any engine)."""
     if isinstance(exc, EngineError):
         text, setting = str(exc), exc.setting
     elif isinstance(exc, OSError):
@@ -164,7 +165,7 @@ class _Run:
             results = self.segmentor.run([item.prepared for item in items])
         except (RuntimeError, ValueError) as exc:
             for item in items:
-                yield _failed(item.job, exc, "segmentation failed: ")
+                yield failed_outcome(item.job, exc, "segmentation failed: ")
             return
         for item, result in zip(items, results):
             self.write_slots.acquire()
@@ -201,7 +202,7 @@ class _Run:
                         if exc is not None:
                             self.decode_slots.release()
                             finished += 1
-                            yield _failed(job, exc)
+                            yield failed_outcome(job, exc)
                         else:
                             batches += self.batcher.add(future.result())
                     elif kind == "fed":

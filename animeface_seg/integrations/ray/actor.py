@@ -31,7 +31,7 @@ def read_inputs(batch: Batch, settings: RunSettings, storage: Storage) -> Batch:
 
     Inputs whose outputs all exist are skipped here (``--skip-existing``), so they are never read.
     """
-    from animeface_seg.batch.pipeline import Outcome, _failed
+    from animeface_seg.batch.pipeline import Outcome, failed_outcome
 
     data: list[bytes] = []
     done: list[str] = []
@@ -44,7 +44,7 @@ def read_inputs(batch: Batch, settings: RunSettings, storage: Storage) -> Batch:
             else:
                 content = storage.read(location)
         except OSError as exc:
-            record = records.encode(_failed(records.NO_JOB, {}, exc))
+            record = records.encode(failed_outcome(records.NO_JOB, exc))
         data.append(content)
         done.append(record)
     return {**batch, "bytes": np.array(data, dtype=object), "record": np.array(done, dtype=object)}
@@ -67,7 +67,7 @@ class SegmentActor:
         self.segmentor = Segmentor.from_pretrained(**model)
 
     def __call__(self, batch: Batch) -> Batch:
-        from animeface_seg.batch.pipeline import _failed
+        from animeface_seg.batch.pipeline import failed_outcome
         from animeface_seg.engine.batcher import ShapeBatcher
 
         done = list(batch["record"])
@@ -81,7 +81,7 @@ class SegmentActor:
                 image = _decode(content, self.settings.max_pixels)
                 item = (i, self.segmentor.prepare(image), image if self.keep_source else None)
             except Exception as exc:  # noqa: BLE001 - any failure of one file is that file's error
-                done[i] = records.encode(_failed(records.NO_JOB, {}, exc))
+                done[i] = records.encode(failed_outcome(records.NO_JOB, exc))
                 continue
             groups += batcher.add(item)
         for group in groups + batcher.drain():
@@ -89,7 +89,7 @@ class SegmentActor:
                 results = self.segmentor.run([prepared for _, prepared, _ in group])
             except (RuntimeError, ValueError) as exc:
                 for i, _, _ in group:
-                    done[i] = records.encode(_failed(records.NO_JOB, {}, exc, "segmentation failed: "))
+                    done[i] = records.encode(failed_outcome(records.NO_JOB, exc, "segmentation failed: "))
                 continue
             for (i, _, source), result in zip(group, results):
                 _, outputs = job_locations(batch["source"][i], batch["outputs"][i], self.settings.kinds)
