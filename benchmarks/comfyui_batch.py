@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def main() -> None:
     segmentor = Segmentor(load(UNET, weights / UNET.filename), load(ABG, weights / ABG.filename), device=device,
                           precision="fp32", output_size="processed")
     ours(segmentor, image[:1])  # warm-up, as a server that has run the node once
+    load_before = os.getloadavg()[0]
 
     start = time.perf_counter()
     our_map, our_mask = ours(segmentor, image)
@@ -120,6 +122,7 @@ def main() -> None:
     figures = {
         "device": describe(device, select_dtype(device, "fp32")), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "load_average_1min": [load_before, os.getloadavg()[0]],
         "n": args.n, "input_hw": [args.height, args.width], "output_hw": list(our_map.shape[1:3]),
         "ours_s": ours_s, "original_s": original_s, "original_network_build_s": build_s,
         "speedup": original_s / ours_s, "speedup_without_build": (original_s - build_s) / ours_s,
@@ -128,7 +131,8 @@ def main() -> None:
                           "original": [list(their_map.shape), list(their_mask.shape)]},
     }
     print(f"IMAGE batch of {args.n} at {args.height}x{args.width} on {figures['device']} "
-          f"({figures['threads']} threads), results {figures['output_hw'][0]}x{figures['output_hw'][1]}")
+          f"({figures['threads']} threads), results {figures['output_hw'][0]}x{figures['output_hw'][1]}; "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"  ours (node path, networks cached):  {ours_s:7.2f} s  ({args.n / ours_s:.2f} img/s)")
     print(f"  original approach:                  {original_s:7.2f} s  ({args.n / original_s:.2f} img/s), "
           f"of which building the networks {build_s:.2f} s")
