@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternate the two paths this many times and keep each one's best (a shared machine is noisy)")
     ap.add_argument("--weights-dir", type=Path, help="default: seeded stand-ins from shared/reference")
     ap.add_argument("--json", type=Path, help="also save the figures here")
     args = ap.parse_args()
@@ -111,19 +113,23 @@ def main() -> None:
     ours(segmentor, image[:1])  # warm-up, as a server that has run the node once
     load_before = os.getloadavg()[0]
 
-    start = time.perf_counter()
-    our_map, our_mask = ours(segmentor, image)
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    their_map, their_mask, build_s = original(weights, image, device)
-    original_s = time.perf_counter() - start
+    ours_s = original_s = build_s = float("inf")
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        our_map, our_mask = ours(segmentor, image)
+        ours_s = min(ours_s, time.perf_counter() - start)
+        start = time.perf_counter()
+        their_map, their_mask, build = original(weights, image, device)
+        elapsed = time.perf_counter() - start
+        if elapsed < original_s:
+            original_s, build_s = elapsed, build
 
     agree = float((our_map == their_map).all(-1).float().mean())
     figures = {
         "device": describe(device, select_dtype(device, "fp32")), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "load_average_1min": [load_before, os.getloadavg()[0]],
-        "n": args.n, "input_hw": [args.height, args.width], "output_hw": list(our_map.shape[1:3]),
+        "n": args.n, "rounds": args.rounds, "input_hw": [args.height, args.width], "output_hw": list(our_map.shape[1:3]),
         "ours_s": ours_s, "original_s": original_s, "original_network_build_s": build_s,
         "speedup": original_s / ours_s, "speedup_without_build": (original_s - build_s) / ours_s,
         "map_agreement": agree, "mask_max_diff": float((our_mask - their_mask[:, 0]).abs().max() * 255),
