@@ -123,17 +123,20 @@ def resolve(
         looked.append(str(candidate))
     env_dir = os.environ.get(WEIGHTS_ENV)
     if env_dir:
-        return _in_directory(spec, Path(env_dir).expanduser(), f"${WEIGHTS_ENV}", "weights_dir")
+        return _in_directory(spec, Path(env_dir).expanduser(), f"${WEIGHTS_ENV}", "weights_dir", looked)
     return _from_hub(spec, looked)
 
 
-def _in_directory(spec: WeightSpec, directory: Path, origin: str, setting: str) -> Path:
+def _in_directory(spec: WeightSpec, directory: Path, origin: str, setting: str, looked: Iterable[str] = ()) -> Path:
+    """The file of ``spec`` in ``directory``; errors also name the places ``looked`` at before it."""
+    before = "; ".join(looked)
+    before = f" (also looked in: {before})" if before else ""
     if not directory.is_dir():
-        raise WeightsError(f"{directory} (given as {origin}) is not a directory.", setting=setting)
+        raise WeightsError(f"{directory} (given as {origin}) is not a directory{before}.", setting=setting)
     candidate = directory / spec.filename
     if not candidate.is_file():
         raise WeightsError(
-            f"{spec.filename} not found in {directory} (given as {origin}). Download it from {spec.url} "
+            f"{spec.filename} not found in {directory} (given as {origin}){before}. Download it from {spec.url} "
             "into that folder.",
             setting=spec.key,
         )

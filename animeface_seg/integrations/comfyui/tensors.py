@@ -1,0 +1,33 @@
+"""ComfyUI's tensors in and out: IMAGE to the engine's uint8 input, device results to IMAGE and MASK."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from animeface_seg.engine.segmentor import DeviceSegmentation
+
+
+def image_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """A ComfyUI IMAGE ``(B, H, W, C)`` in [0, 1] as ``(B, 3, H, W)`` uint8, converted as the original node
+    does: ``uint8(255 * x)`` truncated, gray repeated to RGB, alpha composited over white."""
+    if images.dim() != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] == 0:
+        raise ValueError(f"expected an IMAGE batch (B, H, W, 1/3/4 channels) with B >= 1, got {tuple(images.shape)}")
+    pixels = (images.float() * 255.0).clamp_(0, 255).to(torch.uint8)
+    if pixels.shape[-1] == 1:
+        pixels = pixels.expand(-1, -1, -1, 3)
+    elif pixels.shape[-1] == 4:
+        alpha = pixels[..., 3:].float() / 255.0
+        pixels = (pixels[..., :3].float() * alpha + 255.0 * (1.0 - alpha)).clamp_(0, 255).to(torch.uint8)
+    return pixels.permute(0, 3, 1, 2).contiguous()
+
+
+def to_outputs(results: Sequence[DeviceSegmentation], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """IMAGE ``(B, H, W, 3)`` colour maps and MASK ``(B, H, W)`` in [0, 1] on ``device``; the mask is all
+    ones when the background was kept. Stacked on the compute device, copied once as uint8."""
+    colors = torch.stack([r.colors for r in results]).to(device).float().div_(255.0)
+    if results[0].mask is None:
+        return colors, torch.ones(colors.shape[:3], dtype=torch.float32, device=device)
+    masks = torch.stack([r.mask for r in results]).to(device).float().div_(255.0)
+    return colors, masks
