@@ -11,21 +11,24 @@ exactly one ``Outcome``; a bad file fails alone.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.writers import write_outputs
+from animeface_seg.engine import memory
 from animeface_seg.engine.batcher import ShapeBatcher
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import EngineError
@@ -72,8 +75,8 @@ def _failed(job: Job, outputs: dict[OutputKind, Path], exc: BaseException, prefi
 
 
 def _decode(job: Job, outputs: dict[OutputKind, Path], segmentor: Segmentor, keep_source: bool,
-            max_pixels: int | None) -> _Decoded:
-    image = load_rgb(job.source, max_pixels=max_pixels)
+            max_pixels: int | None, before_load: Callable[[Image.Image], None]) -> _Decoded:
+    image = load_rgb(job.source, max_pixels=max_pixels, before_load=before_load)
     return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None)
 
 
@@ -99,6 +102,10 @@ class _Run:
         self.segmentor = segmentor
         self.settings = settings
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        self.before_load = functools.partial(
+            memory.check_image, budget=settings.memory_budget, device_type=segmentor.device.type,
+            remove_background=segmentor.remove_background, output_size=segmentor.output_size,
+            keep_source=self.keep_source)
         workers, batch = settings.workers, settings.batch_size
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         # Images decoding or waiting for a batch: more than the batcher may hold, so groups can fill.
@@ -129,7 +136,7 @@ class _Run:
                     if self.stop.is_set():
                         return
                     future = self.decoders.submit(_decode, job, outputs, self.segmentor, self.keep_source,
-                                                  self.settings.max_pixels)
+                                                  self.settings.max_pixels, self.before_load)
                     future.add_done_callback(lambda f, job=job, outputs=outputs:
                                              self.events.put(("decoded", job, outputs, f)))
                 if self.stop.is_set():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
+from animeface_seg.engine.memory import Budget
 
 #: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
 #: so a live source (a watched folder) never leaves an image stuck in a half-full batch.
@@ -46,14 +47,21 @@ class RunSettings:
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
+    memory_budget: Budget = Budget.unlimited()
+    """Most memory one image may take; larger images are refused before decoding (``engine/memory.py``)."""
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
                overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
                skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flush_after: float = DEFAULT_FLUSH_AFTER) -> RunSettings:
-        """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices."""
+               flush_after: float = DEFAULT_FLUSH_AFTER, memory_budget: int | None = None) -> RunSettings:
+        """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
+
+        ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the machine's default
+        (a share of the memory available now: call this after the networks are loaded).
+        """
         from animeface_seg.engine.device import default_batch_size
+        from animeface_seg.engine.memory import fixed_budget, machine_budget
 
         return cls(
             out_dir=out_dir,
@@ -63,4 +71,5 @@ class RunSettings:
             skip_existing=skip_existing,
             max_pixels=max_pixels,
             flush_after=flush_after,
+            memory_budget=machine_budget(device_type) if memory_budget is None else fixed_budget(memory_budget),
         )

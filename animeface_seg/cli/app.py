@@ -141,6 +141,10 @@ def command(
     json_lines: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per input on standard output (status, outputs, sizes, "
         "class fractions, mask coverage).")] = False,
+    memory_budget: Annotated[Optional[str], typer.Option(
+        "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
+        "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
+        "80% of the free GPU memory].", show_default=False)] = None,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -160,10 +164,12 @@ def command(
             raise _fail("no output folder given: add -o OUT")
         if output.exists() and not output.is_dir():
             raise _fail(f"-o {output} exists and is not a folder")
+        budget = _memory_budget(memory_budget)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines)
+                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
+                    memory_budget=budget)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
@@ -173,7 +179,8 @@ def command(
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
          overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool) -> None:
+         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool,
+         memory_budget: int | None = None) -> None:
     """Plan the run, build the segmentor, stream every input through it and report."""
     from animeface_seg.batch.discovery import check_collisions, discover
     from animeface_seg.batch.pipeline import process
@@ -198,7 +205,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
     settings = RunSettings.decide(output, segmentor.device.type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels)
+                                  skip_existing=skip_existing, max_pixels=max_pixels, memory_budget=memory_budget)
     reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
@@ -214,6 +221,18 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     if stop is not None:
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
+
+
+def _memory_budget(text: str | None) -> int | None:
+    """``--memory-budget SIZE`` in bytes (0: no limit), ``None`` when not given."""
+    if text is None:
+        return None
+    from animeface_seg.engine.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise _fail(f"--memory-budget: {exc}") from None
 
 
 def _stop_code(stop: KeyboardInterrupt) -> ExitCode:
