@@ -23,10 +23,12 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.signature import Signature, stale_reason
 from animeface_seg.batch.writers import write_outputs
 from animeface_seg.engine import memory
 from animeface_seg.engine.batcher import ShapeBatcher
@@ -54,6 +56,8 @@ class Outcome:
     processed_size: tuple[int, int] | None = None
     class_fractions: tuple[float, ...] | None = None
     mask_coverage: float | None = None
+    reason: str | None = None
+    """Why it was skipped, or why existing outputs were made again (``--skip-existing``)."""
 
 
 @dataclass
@@ -62,6 +66,7 @@ class _Decoded:
     outputs: dict[OutputKind, Path]
     prepared: Prepared
     source: np.ndarray | None
+    reason: str | None = None
 
 
 def _failed(job: Job, outputs: dict[OutputKind, Path], exc: BaseException, prefix: str = "") -> Outcome:
@@ -75,24 +80,26 @@ def _failed(job: Job, outputs: dict[OutputKind, Path], exc: BaseException, prefi
 
 
 def _decode(job: Job, outputs: dict[OutputKind, Path], segmentor: Segmentor, keep_source: bool,
-            max_pixels: int | None, before_load: Callable[[Image.Image], None]) -> _Decoded:
+            max_pixels: int | None, before_load: Callable[[Image.Image], None], reason: str | None) -> _Decoded:
     image = load_rgb(job.source, max_pixels=max_pixels, before_load=before_load)
-    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None)
+    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None, reason)
 
 
-def _write(item: _Decoded, result: Segmentation) -> Outcome:
+def _write(item: _Decoded, result: Segmentation, info: PngInfo) -> Outcome:
     try:
-        write_outputs(result, item.outputs, item.source)
+        write_outputs(result, item.outputs, item.source, info)
     except OSError as exc:
-        return Outcome(item.job, "error", item.outputs, f"cannot write output: {exc.strerror or exc}")
+        return Outcome(item.job, "error", item.outputs, f"cannot write output: {exc.strerror or exc}",
+                       reason=item.reason)
     return Outcome(item.job, "ok", item.outputs, original_size=result.original_size,
                    processed_size=result.processed_size, class_fractions=result.class_fractions,
-                   mask_coverage=result.mask_coverage)
+                   mask_coverage=result.mask_coverage, reason=item.reason)
 
 
-def is_done(outputs: dict[OutputKind, Path]) -> bool:
-    """Whether every output of a job is already on disk (``--skip-existing``)."""
-    return all(path.is_file() for path in outputs.values())
+def is_done(outputs: dict[OutputKind, Path], signature: Signature | None = None) -> bool:
+    """Whether every output of a job is on disk and, given a ``signature``, was made with it
+    (``--skip-existing``; see ``signature.stale_reason`` for why not)."""
+    return stale_reason(outputs, signature) is None
 
 
 class _Run:
@@ -102,6 +109,8 @@ class _Run:
         self.segmentor = segmentor
         self.settings = settings
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        self.signature = Signature.of(segmentor)
+        self.png_info = self.signature.png_info()
         self.before_load = functools.partial(
             memory.check_image, budget=settings.memory_budget, device_type=segmentor.device.type,
             remove_background=segmentor.remove_background, output_size=segmentor.output_size,
@@ -125,18 +134,21 @@ class _Run:
             for job in jobs:
                 count += 1
                 outputs = job.outputs(self.settings.out_dir, self.settings.kinds)
+                reason = stale_reason(outputs, self.signature) if self.settings.skip_existing else None
                 if job.error:
                     self.events.put(("early", Outcome(job, "error", outputs, job.error)))
-                elif self.settings.skip_existing and is_done(outputs):
-                    self.events.put(("early", Outcome(job, "skipped", outputs)))
+                elif self.settings.skip_existing and reason is None:
+                    self.events.put(("early", Outcome(job, "skipped", outputs, reason="already done")))
                 else:
+                    if reason is not None and not any(path.is_file() for path in outputs.values()):
+                        reason = None  # nothing made yet: no news for the record
                     while not self.decode_slots.acquire(timeout=_POLL):
                         if self.stop.is_set():
                             return
                     if self.stop.is_set():
                         return
                     future = self.decoders.submit(_decode, job, outputs, self.segmentor, self.keep_source,
-                                                  self.settings.max_pixels, self.before_load)
+                                                  self.settings.max_pixels, self.before_load, reason)
                     future.add_done_callback(lambda f, job=job, outputs=outputs:
                                              self.events.put(("decoded", job, outputs, f)))
                 if self.stop.is_set():
@@ -158,7 +170,7 @@ class _Run:
             return
         for item, result in zip(items, results):
             self.write_slots.acquire()
-            future = self.writers.submit(_write, item, result)
+            future = self.writers.submit(_write, item, result, self.png_info)
             future.add_done_callback(self._written)
 
     def _written(self, future: Future[Outcome]) -> None:

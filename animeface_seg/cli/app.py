@@ -164,6 +164,8 @@ def command(
             raise _fail("no output folder given: add -o OUT")
         if output.exists() and not output.is_dir():
             raise _fail(f"-o {output} exists and is not a folder")
+        if json_lines and (env.stdout or sys.stdout) is None:
+            raise _fail("--json: standard output is closed, so the records have nowhere to go")
         budget = _memory_budget(memory_budget)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
@@ -174,6 +176,9 @@ def command(
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while torch or the weights load
+        typer.echo("animeface-seg: interrupted before any input was processed", err=True)
+        raise typer.Exit(_stop_code(exc)) from None
 
 
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
@@ -185,16 +190,28 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     from animeface_seg.batch.discovery import check_collisions, discover
     from animeface_seg.batch.pipeline import process
     from animeface_seg.batch.settings import RunSettings
-    from animeface_seg.cli.report import Reporter
+    from animeface_seg.batch.writers import (OutputDirError, check_output_dir, remove_empty_folders,
+                                             remove_stale_temp_files)
+    from animeface_seg.cli.consume import consume
+    from animeface_seg.cli.process_setup import signals_deferred
+    from animeface_seg.cli.report import Reporter, StreamClosed
     from animeface_seg.engine.device import cpu_has_native_bf16
 
     try:
         stdin = (env.stdin or sys.stdin) if "-" in inputs else None
         jobs = discover(inputs, output, recursive=recursive, stdin=stdin)
         check_collisions(jobs, output)
-        segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
-                                          remove_background=not keep_background, device=device,
-                                          precision=precision, output_size=size.value)
+        created = check_output_dir(output)
+        stale = remove_stale_temp_files(output)
+        try:
+            segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
+                                              remove_background=not keep_background, device=device,
+                                              precision=precision, output_size=size.value)
+        except BaseException:
+            remove_empty_folders(created)  # a run that cannot start leaves no trace
+            raise
+    except OutputDirError as exc:
+        raise _fail(str(exc)) from None
     except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
         raise typer.Exit(_stop_code(exc)) from None
@@ -208,16 +225,19 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
                                   skip_existing=skip_existing, max_pixels=max_pixels, memory_budget=memory_budget)
     reporter = Reporter(len(jobs), json_lines=json_lines, quiet=quiet, stdout=env.stdout, stderr=env.stderr)
     reporter.info(f"device: {segmentor.description}; {len(jobs)} input(s) -> {output}")
+    if stale:
+        reporter.info(f"removed {len(stale)} temporary file(s) left in {output} by a run that was killed")
     if segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
-    stop: KeyboardInterrupt | None = None
     with reporter:
-        try:
-            for outcome in process(jobs, segmentor, settings):
-                reporter.add(outcome)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
-            stop = exc
-    reporter.info(reporter.summary(stop is not None))
+        stop = consume(process(jobs, segmentor, settings), reporter)
+    try:
+        with signals_deferred():
+            if isinstance(stop, StreamClosed):
+                typer.echo(f"animeface-seg: error: {stop}", err=True)
+            reporter.info(reporter.summary(stop is not None))
+    except KeyboardInterrupt as exc:  # a stop signal after the work ended: still say so in the exit code
+        stop = stop or exc
     if stop is not None:
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
@@ -237,7 +257,10 @@ def _memory_budget(text: str | None) -> int | None:
 
 def _stop_code(stop: KeyboardInterrupt) -> ExitCode:
     from animeface_seg.cli.process_setup import Terminated
+    from animeface_seg.cli.report import StreamClosed
 
+    if isinstance(stop, StreamClosed):
+        return stop.exit_code
     return ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
 
 

@@ -6,7 +6,9 @@ that ``| jq`` works; everything meant for people goes to standard error.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -36,7 +38,16 @@ def outcome_record(outcome: Outcome) -> dict:
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
         "mask_coverage": outcome.mask_coverage,
+        "reason": outcome.reason,
     }
+
+
+def _is_tty(stream: TextIO) -> bool:
+    """A real terminal, whatever FORCE_COLOR says: an animated bar in a log file is noise."""
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class _Rate(TextColumn):
@@ -48,6 +59,36 @@ class _Rate(TextColumn):
     def render(self, task):  # type: ignore[override]
         speed = task.finished_speed or task.speed
         return super().render(task) if speed is None else f"{speed:.2f} img/s"
+
+
+class StreamClosed(KeyboardInterrupt):
+    """Standard output failed (closed pipe, closed or full stream): an orderly stop, like Ctrl-C.
+
+    A ``KeyboardInterrupt`` so the pipeline's stop path (finish the writes in flight, report
+    them) handles it; its message and ``exit_code`` say what happened.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        from animeface_seg.cli.exit_codes import ExitCode
+
+        broken = isinstance(error, BrokenPipeError)
+        self.exit_code = ExitCode.STDOUT_CLOSED if broken else ExitCode.STDOUT_FAILED
+        why = "the program reading it exited" if broken else (error.strerror or str(error))
+        super().__init__(f"cannot write to standard output ({why}); stopped after the files in progress "
+                         "were written")
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a failed real stdout at /dev/null, so the interpreter's last flush raises nothing either."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class Reporter:
@@ -72,7 +113,7 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         self.started = time.perf_counter()
-        if not self.quiet and self.console.is_terminal:
+        if not self.quiet and _is_tty(self.console.file):
             self._progress = Progress(
                 TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(), _Rate(),
                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
@@ -92,11 +133,19 @@ class Reporter:
         if outcome.status == "error":
             self.console.print(f"error: {outcome.job.source}: {with_hint(outcome.error, outcome.error_setting)}",
                                markup=False)
-        if self.json_lines:
-            self.stdout.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
-            self.stdout.flush()
         if self._progress is not None:
             self._progress.advance(self._task)
+        if self.json_lines:
+            try:
+                if self.stdout is None:
+                    raise OSError(errno.EBADF, "standard output is closed")
+                self.stdout.write(json.dumps(outcome_record(outcome), ensure_ascii=False) + "\n")
+                self.stdout.flush()
+            except OSError as exc:
+                self.json_lines = False
+                if self.stdout is sys.__stdout__:
+                    _silence(self.stdout)
+                raise StreamClosed(exc) from None
 
     def summary(self, interrupted: bool = False) -> str:
         """One line: processed, skipped, failed, time and images per second."""
