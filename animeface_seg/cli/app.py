@@ -42,7 +42,8 @@ Examples:
   animeface-seg --fetch-weights            # download the two weight files ahead of time
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
-error (nothing was processed), 130 interrupted.
+error (nothing was processed), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
+reader of standard output exited, 74 standard output could not be written.
 """
 
 

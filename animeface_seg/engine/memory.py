@@ -24,7 +24,7 @@ from animeface_seg.engine.geometry import check_shape, padded_size, processed_si
 #: Peak bytes per padded input pixel of each network in fp32 (CPU, measured, rounded up; the ISNet
 #: figure covers its forward pass with the composite over white that feeds the UNet).
 #: Half precision is counted at the same figure: not measured here (no GPU), and never less.
-NETWORK_BYTES_PER_PIXEL = {"unet": 560, "isnet": 800}
+NETWORK_BYTES_PER_PIXEL = {"unet": 560, "isnet": 900}
 #: Share of the memory available when the run starts that one image may take: the rest is for
 #: the other images in flight (decoding, queued, being written) and for everything else running.
 RAM_FRACTION = 0.5
