@@ -60,7 +60,7 @@ def write_png_atomic(image: Image.Image, path: Path, info: PngInfo | None = None
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows has no signal 0: os.kill would end the process
         return True
     try:
         os.kill(pid, 0)
