@@ -86,13 +86,18 @@ def _area_shrink(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
     image; the arithmetic per element is that of one whole-image pass, so results are identical.
     """
     _, height, width = image.shape
-    rows = _area_taps(height, h, image.device)
+    index, weight = _area_taps(height, h, torch.device("cpu"))
     cols = _area_taps(width, w, image.device) if w < width else None
     out = torch.empty((3, h, w if cols is not None else width), dtype=torch.uint8, device=image.device)
-    step = max(1, _SHRINK_CHUNK_BYTES // (12 * width * rows[0].shape[1]))
+    step = max(1, _SHRINK_CHUNK_BYTES // (12 * width * index.shape[1]))
     for start in range(0, h, step):
         band = slice(start, min(h, start + step))
-        part = _area_resize_dim(image, 1, (rows[0][band], rows[1][band]))
+        # Only the band's source rows, made contiguous: selecting rows of a strided (H, W, 3) view
+        # would otherwise copy the whole image on every call.
+        first, last = int(index[band].min()), int(index[band].max())
+        rows = image[:, first:last + 1].contiguous()
+        taps = ((index[band] - first).to(image.device), weight[band].to(image.device))
+        part = _area_resize_dim(rows, 1, taps)
         if cols is not None:
             part = _area_resize_dim(part, 2, cols)
         out[:, band] = part.round_().clamp_(0, 255)
