@@ -12,21 +12,26 @@ set was not written (``skipped`` ones list theirs only when they exist already).
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.signature import Signature, stale_reason
 from animeface_seg.batch.writers import write_outputs
+from animeface_seg.engine import memory
 from animeface_seg.engine.batcher import ShapeBatcher
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import EngineError
@@ -54,6 +59,8 @@ class Outcome:
     processed_size: tuple[int, int] | None = None
     class_fractions: tuple[float, ...] | None = None
     mask_coverage: float | None = None
+    reason: str | None = None
+    """Why it was skipped, or why existing outputs were made again (``--skip-existing``)."""
 
 
 @dataclass
@@ -62,6 +69,7 @@ class _Decoded:
     outputs: dict[OutputKind, Path]
     prepared: Prepared
     source: np.ndarray | None
+    reason: str | None = None
 
 
 def failed_outcome(job: Job, exc: BaseException, prefix: str = "") -> Outcome:
@@ -76,37 +84,39 @@ def failed_outcome(job: Job, exc: BaseException, prefix: str = "") -> Outcome:
 
 
 def _decode(job: Job, outputs: dict[OutputKind, Path], segmentor: Segmentor, keep_source: bool,
-            max_pixels: int | None) -> _Decoded:
-    image = load_rgb(job.source, max_pixels=max_pixels)
-    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None)
+            max_pixels: int | None, before_load: Callable[[Image.Image], None], reason: str | None) -> _Decoded:
+    image = load_rgb(job.source, max_pixels=max_pixels, before_load=before_load)
+    return _Decoded(job, outputs, segmentor.prepare(image), image if keep_source else None, reason)
 
 
-def _write(item: _Decoded, result: Segmentation) -> Outcome:
+def _write(item: _Decoded, result: Segmentation, info: PngInfo) -> Outcome:
     try:
-        write_outputs(result, item.outputs, item.source)
+        write_outputs(result, item.outputs, item.source, info)
     except OSError as exc:
-        return Outcome(item.job, "error", {}, f"cannot write output: {exc.strerror or exc}")
+        return Outcome(item.job, "error", {}, f"cannot write output: {exc.strerror or exc}", reason=item.reason)
     return Outcome(item.job, "ok", item.outputs, original_size=result.original_size,
                    processed_size=result.processed_size, class_fractions=result.class_fractions,
-                   mask_coverage=result.mask_coverage)
+                   mask_coverage=result.mask_coverage, reason=item.reason)
 
 
-def is_done(outputs: dict[OutputKind, Path]) -> bool:
-    """Whether every output of a job is already on disk (``--skip-existing``)."""
-    return all(path.is_file() for path in outputs.values())
+def is_done(outputs: dict[OutputKind, Path], signature: Signature | None = None) -> bool:
+    """Whether every output of a job is on disk and, given a ``signature``, was made with it
+    (``--skip-existing``; see ``signature.stale_reason`` for why not)."""
+    return stale_reason(outputs, signature) is None
 
 
 #: The ``reason`` of an input skipped by ``--skip-existing``.
-ALREADY_DONE = "outputs exist already (--skip-existing)"
+ALREADY_DONE = "already done"
 
 
-def early_outcome(job: Job, outputs: dict[OutputKind, Path], skip_existing: bool = False) -> Outcome | None:
+def early_outcome(job: Job, outputs: dict[OutputKind, Path], skip_existing: bool = False,
+                  signature: Signature | None = None) -> Outcome | None:
     """The outcome of a job settled without decoding (failed or skipped before it starts), else ``None``."""
     if job.error:
         return Outcome(job, "error", {}, job.error)
     if job.skip_reason:
         return Outcome(job, "skipped", {}, reason=job.skip_reason)
-    if skip_existing and is_done(outputs):
+    if skip_existing and is_done(outputs, signature):
         return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
     return None
 
@@ -118,6 +128,12 @@ class _Run:
         self.segmentor = segmentor
         self.settings = settings
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        self.signature = Signature.of(segmentor, layout=settings.layout)
+        self.png_info = self.signature.png_info()
+        self.before_load = functools.partial(
+            memory.check_image, budget=settings.memory_budget, device_type=segmentor.device.type,
+            remove_background=segmentor.remove_background, output_size=segmentor.output_size,
+            keep_source=self.keep_source)
         workers, batch = settings.workers, settings.batch_size
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         # Images decoding or waiting for a batch: more than the batcher may hold, so groups can fill.
@@ -137,17 +153,20 @@ class _Run:
             for job in jobs:
                 count += 1
                 outputs = self.settings.outputs(job)
-                early = early_outcome(job, outputs, self.settings.skip_existing)
+                early = early_outcome(job, outputs, self.settings.skip_existing, self.signature)
                 if early is not None:
                     self.events.put(("early", early))
                 else:
+                    reason = stale_reason(outputs, self.signature) if self.settings.skip_existing else None
+                    if reason is not None and not any(path.is_file() for path in outputs.values()):
+                        reason = None  # nothing made yet: no news for the record
                     while not self.decode_slots.acquire(timeout=_POLL):
                         if self.stop.is_set():
                             return
                     if self.stop.is_set():
                         return
                     future = self.decoders.submit(_decode, job, outputs, self.segmentor, self.keep_source,
-                                                  self.settings.max_pixels)
+                                                  self.settings.max_pixels, self.before_load, reason)
                     future.add_done_callback(lambda f, job=job, outputs=outputs:
                                              self.events.put(("decoded", job, outputs, f)))
                 if self.stop.is_set():
@@ -169,7 +188,7 @@ class _Run:
             return
         for item, result in zip(items, results):
             self.write_slots.acquire()
-            future = self.writers.submit(_write, item, result)
+            future = self.writers.submit(_write, item, result, self.png_info)
             future.add_done_callback(self._written)
 
     def _written(self, future: Future[Outcome]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
+from animeface_seg.engine.memory import Budget
 
 if TYPE_CHECKING:
     from animeface_seg.batch.discovery import Job
@@ -51,14 +52,22 @@ class RunSettings:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
     layout: Layout = Layout.MIRROR
+    memory_budget: Budget = Budget.unlimited()
+    """Most memory one image may take; larger images are refused before decoding (``engine/memory.py``)."""
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
                overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
                skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR) -> RunSettings:
-        """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices."""
+               flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR,
+               memory_budget: int | None = None) -> RunSettings:
+        """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
+
+        ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the machine's default
+        (a share of the memory available now: call this after the networks are loaded).
+        """
         from animeface_seg.engine.device import default_batch_size
+        from animeface_seg.engine.memory import fixed_budget, machine_budget
 
         return cls(
             out_dir=out_dir,
@@ -69,6 +78,7 @@ class RunSettings:
             max_pixels=max_pixels,
             flush_after=flush_after,
             layout=Layout(layout),
+            memory_budget=machine_budget(device_type) if memory_budget is None else fixed_budget(memory_budget),
         )
 
     def outputs(self, job: Job) -> dict[OutputKind, Path]:

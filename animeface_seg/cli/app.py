@@ -49,8 +49,9 @@ Examples:
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
-error (nothing was processed), 130 interrupted (with --watch, Ctrl-C or SIGTERM ends
-with 0 or 1).
+error (nothing was processed), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
+reader of standard output exited, 74 standard output could not be written. With --watch,
+Ctrl-C or SIGTERM ends with 0 or 1.
 """
 
 
@@ -184,6 +185,10 @@ def command(
     s3_endpoint: Annotated[Optional[str], typer.Option(
         "--s3-endpoint", metavar="URL", help="S3-compatible endpoint for s3:// URIs [default: "
         "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS].", show_default=False)] = None,
+    memory_budget: Annotated[Optional[str], typer.Option(
+        "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
+        "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
+        "80% of the free GPU memory].", show_default=False)] = None,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -192,8 +197,11 @@ def command(
     env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
     from animeface_seg.engine.errors import EngineError
     from animeface_seg.batch.discovery import InputError
+    from animeface_seg.cli.process_setup import signals_deferred
 
     try:
+        with signals_deferred():  # a stop signal must not leave torch half imported: it is raised just after
+            import torch  # noqa: F401
         if fetch_weights:
             _fetch_weights(unet, abg, weights_dir)
             raise typer.Exit(ExitCode.OK)
@@ -219,15 +227,22 @@ def command(
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
         ray_options = None if engine is Engine.local else dict(
             address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
+        if json_lines and (env.stdout or sys.stdout) is None:
+            raise _fail("--json: standard output is closed, so the records have nowhere to go")
+        budget = _memory_budget(memory_budget)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
-                    layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options)
+                    layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options,
+                    memory_budget=budget)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while torch or the weights load
+        typer.echo("animeface-seg: interrupted before any input was processed", err=True)
+        raise typer.Exit(_stop_code(exc)) from None
 
 
 def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
@@ -250,9 +265,9 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
          weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
          root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
-         ray_options: dict[str, Any] | None = None) -> None:
-    """Plan the run (every output checked), report inputs that fail up front, build the segmentor,
-    stream every remaining input through it and report.
+         ray_options: dict[str, Any] | None = None, memory_budget: int | None = None) -> None:
+    """Plan the run (every output checked), check OUT, report inputs that fail up front, build the
+    segmentor, stream every remaining input through it and report.
 
     With ``watch`` the inputs are folders whose watcher starts before the first scan; the job source
     then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1). With
@@ -261,7 +276,11 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     from animeface_seg.batch.pipeline import early_outcome, process
     from animeface_seg.batch.plan import make_plan, plan_remote
     from animeface_seg.batch.settings import RunSettings, output_kinds
-    from animeface_seg.cli.report import Reporter
+    from animeface_seg.batch.writers import (OutputDirError, check_output_dir, remove_empty_folders,
+                                             remove_stale_temp_files)
+    from animeface_seg.cli.consume import consume
+    from animeface_seg.cli.process_setup import signals_deferred
+    from animeface_seg.cli.report import Reporter, StreamClosed
     from animeface_seg.engine.device import cpu_has_native_bf16
 
     drop = ray_session = None
@@ -303,12 +322,21 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             if reporter.counts["error"]:
                 raise _fail("nothing left to process: every input failed (see above); no network was loaded")
             raise typer.Exit(ExitCode.OK)
-        if ray_session is None:
-            segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
-                                              remove_background=not keep_background, device=device,
-                                              precision=precision, output_size=size.value)
-        else:
-            ray_session.start()
+        local_out = isinstance(output, Path)
+        created = check_output_dir(output) if local_out else []
+        stale = remove_stale_temp_files(output) if local_out else []
+        try:
+            if ray_session is None:
+                segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
+                                                  remove_background=not keep_background, device=device,
+                                                  precision=precision, output_size=size.value)
+            else:
+                ray_session.start()
+        except BaseException:
+            remove_empty_folders(created)  # a run that cannot start leaves no trace
+            raise
+    except OutputDirError as exc:
+        raise _fail(str(exc)) from None
     except KeyboardInterrupt as exc:
         typer.echo("interrupted before any input was processed", err=True)
         raise typer.Exit(ExitCode.OK if watch else _stop_code(exc)) from None
@@ -323,8 +351,11 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
     settings = RunSettings.decide(output, device_type, keep_background=keep_background, cutout=cutout,
                                   overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout)
+                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout,
+                                  memory_budget=memory_budget)
     reporter.info(f"device: {description}; {len(jobs)} input(s) -> {shown(output)}")
+    if stale:
+        reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(output)} by a run that was killed")
     source: Iterable[Job] = jobs
     if drop is not None:
         skipped, todo = drop.plan(jobs, settings)
@@ -335,29 +366,46 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     if ray_session is None and segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 \
             and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
-    stop: KeyboardInterrupt | None = None
     with reporter:
         try:
             outcomes = process(source, segmentor, settings) if ray_session is None \
                 else ray_session.process(jobs, settings)
-            for outcome in outcomes:
-                reporter.add(outcome)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as ``Terminated``
-            stop = exc
+            stop = consume(outcomes, reporter)
         finally:
             if drop is not None:
                 drop.stop()
             if ray_session is not None:
                 ray_session.close()
-    reporter.info(reporter.summary(stop is not None))
-    if stop is not None and not watch:
+    try:
+        with signals_deferred():
+            if isinstance(stop, StreamClosed):
+                typer.echo(f"animeface-seg: error: {stop}", err=True)
+            reporter.info(reporter.summary(stop is not None))
+    except KeyboardInterrupt as exc:  # a stop signal after the work ended: still say so in the exit code
+        stop = stop or exc
+    if stop is not None and (not watch or isinstance(stop, StreamClosed)):
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
 
 
+def _memory_budget(text: str | None) -> int | None:
+    """``--memory-budget SIZE`` in bytes (0: no limit), ``None`` when not given."""
+    if text is None:
+        return None
+    from animeface_seg.engine.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise _fail(f"--memory-budget: {exc}") from None
+
+
 def _stop_code(stop: KeyboardInterrupt) -> ExitCode:
     from animeface_seg.cli.process_setup import Terminated
+    from animeface_seg.cli.report import StreamClosed
 
+    if isinstance(stop, StreamClosed):
+        return stop.exit_code
     return ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
 
 

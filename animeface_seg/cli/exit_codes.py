@@ -14,7 +14,11 @@ class ExitCode(IntEnum):
     """Some inputs failed; the others were written."""
     USAGE = 2
     """Usage or set-up error: nothing was processed."""
+    STDOUT_FAILED = 74
+    """Standard output could not be written (closed, or the disk is full); the run stopped in order."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C after finishing the files being written."""
+    STDOUT_CLOSED = 141
+    """The program reading standard output exited (``| head``); the run stopped in order."""
     TERMINATED = 143
     """Stopped by SIGTERM after finishing the files being written."""

@@ -7,6 +7,7 @@ _WEIGHTS = "a folder holding both files with --weights-dir DIR or $ANIMEFACE_SEG
 #: Engine setting (``EngineError.setting``) -> how to change it on the command line.
 FLAG_HINTS: dict[str, str] = {
     "max_pixels": "raise the limit with --max-pixels N",
+    "memory_budget": "change it with --memory-budget SIZE, e.g. 8G, or 0 for no limit",
     "device": "choose another with --device auto|cpu|cuda|cuda:N",
     "precision": "choose another with --precision auto|fp32|fp16|bf16",
     "unet": f"give the file with --unet PATH, or {_WEIGHTS}",

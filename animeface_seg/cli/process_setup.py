@@ -4,13 +4,15 @@ The command owns its process, so it may: keep freed memory in glibc (``allocator
 the engine's own per-file pixel limit (``--max-pixels``) govern instead of Pillow's global
 one, silence Pillow's warnings about large images, which that limit already handles, and
 turn SIGTERM (what ``timeout``, systemd, Kubernetes and batch schedulers send) into the same
-orderly stop as Ctrl-C.
+orderly stop as Ctrl-C, raised once however many signals follow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import warnings
+from collections.abc import Iterator
 
 from animeface_seg.cli.allocator import keep_freed_memory
 
@@ -19,8 +21,46 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: every path that handles Ctrl-C handles this too (finish writes, summary)."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+class _Signals:
+    """Ctrl-C and SIGTERM stop the run once: the first raises (at once, or when a deferred step
+    ends); later ones are ignored, so the orderly stop (finishing writes, reporting) is never cut short."""
+
+    stopping = False
+    held = 0
+    pending: KeyboardInterrupt | None = None
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        if cls.stopping:
+            return
+        cls.stopping = True
+        exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if cls.held:
+            cls.pending = exc
+            return
+        raise exc
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and Ctrl-C raise ``Terminated`` / ``KeyboardInterrupt`` once (call from the entry point)."""
+    signal.signal(signal.SIGTERM, _Signals.handle)
+    signal.signal(signal.SIGINT, _Signals.handle)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Run a short step whole: a stop signal arriving inside is raised when the block ends.
+
+    Only effective once ``install_signal_handlers`` ran (the command's own process).
+    """
+    _Signals.held += 1
+    try:
+        yield
+    finally:
+        _Signals.held -= 1
+        if not _Signals.held and _Signals.pending is not None:
+            exc, _Signals.pending = _Signals.pending, None
+            raise exc
 
 
 def configure_process() -> None:
@@ -30,4 +70,4 @@ def configure_process() -> None:
     keep_freed_memory()
     Image.MAX_IMAGE_PIXELS = None
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    install_signal_handlers()

@@ -13,7 +13,9 @@ standard output's encoding is not UTF-8, every non-ASCII character is escaped.
 from __future__ import annotations
 
 import codecs
+import errno
 import json
+import os
 import re
 import sys
 import threading
@@ -59,7 +61,16 @@ def outcome_record(outcome: Outcome) -> dict:
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
         "mask_coverage": outcome.mask_coverage,
+        "reason": outcome.reason,
     }
+
+
+def _is_tty(stream: TextIO) -> bool:
+    """A real terminal, whatever FORCE_COLOR says: an animated bar in a log file is noise."""
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class _Rate(TextColumn):
@@ -71,6 +82,36 @@ class _Rate(TextColumn):
     def render(self, task):  # type: ignore[override]
         speed = task.finished_speed or task.speed
         return super().render(task) if speed is None else f"{speed:.2f} img/s"
+
+
+class StreamClosed(KeyboardInterrupt):
+    """Standard output failed (closed pipe, closed or full stream): an orderly stop, like Ctrl-C.
+
+    A ``KeyboardInterrupt`` so the pipeline's stop path (finish the writes in flight, report
+    them) handles it; its message and ``exit_code`` say what happened.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        from animeface_seg.cli.exit_codes import ExitCode
+
+        broken = isinstance(error, BrokenPipeError)
+        self.exit_code = ExitCode.STDOUT_CLOSED if broken else ExitCode.STDOUT_FAILED
+        why = "the program reading it exited" if broken else (error.strerror or str(error))
+        super().__init__(f"cannot write to standard output ({why}); stopped after the files in progress "
+                         "were written")
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a failed real stdout at /dev/null, so the interpreter's last flush raises nothing either."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class Reporter:
@@ -103,12 +144,12 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         self.started = time.perf_counter()
-        if not self.quiet and self.console.is_terminal and self.total is None:
+        if not self.quiet and _is_tty(self.console.file) and self.total is None:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
                                       TimeElapsedColumn(), console=self.console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self._status(), total=None)
-        elif not self.quiet and self.console.is_terminal:
+        elif not self.quiet and _is_tty(self.console.file):
             self._progress = Progress(
                 TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(), _Rate(),
                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
@@ -129,9 +170,6 @@ class Reporter:
         if outcome.status == "error":
             message = with_hint(outcome.error, outcome.error_setting) or ""
             self.console.print(f"error: {shown(outcome.job.source)}: {shown(message)}", markup=False)
-        if self.json_lines:
-            self.stdout.write(json_line(outcome_record(outcome), self.ascii_only) + "\n")
-            self.stdout.flush()
         if self._progress is not None and self.total is None:
             with self._lock:
                 if outcome.job in self._in_flight:
@@ -139,6 +177,17 @@ class Reporter:
                 self._progress.update(self._task, description=self._status())
         elif self._progress is not None:
             self._progress.advance(self._task)
+        if self.json_lines:
+            try:
+                if self.stdout is None:
+                    raise OSError(errno.EBADF, "standard output is closed")
+                self.stdout.write(json_line(outcome_record(outcome), self.ascii_only) + "\n")
+                self.stdout.flush()
+            except OSError as exc:
+                self.json_lines = False
+                if self.stdout is sys.__stdout__:
+                    _silence(self.stdout)
+                raise StreamClosed(exc) from None
 
     def processing(self, job: Job) -> None:
         """An input was handed to the pipeline (any thread): shown as being processed until its outcome."""

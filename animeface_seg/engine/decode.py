@@ -6,13 +6,14 @@ channel is composited over white with the reference's float32 formula.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from animeface_seg.engine.errors import ImageDecodeError
+from animeface_seg.engine.errors import EngineError, ImageDecodeError
 
 #: Default limit on width x height, against decompression bombs (about a 16k x 16k image).
 #: Checked on every open, from the header, before any pixel is decoded. Pillow's own global
@@ -52,21 +53,25 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image)  # a writable copy, so torch can share it without warnings
 
 
-def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             before_load: Callable[[Image.Image], None] | None = None) -> np.ndarray:
     """Open an image file and return it as an HxWx3 uint8 RGB array.
 
-    Raises ``ImageDecodeError`` with a one-line reason for empty, truncated, corrupt,
-    non-image or oversized files.
+    ``before_load`` sees the opened image (header read, no pixel decoded yet) and may refuse it
+    by raising an ``EngineError`` (the memory budget does). Raises ``ImageDecodeError`` with a
+    one-line reason for empty, truncated, corrupt, non-image or oversized files.
     """
     try:
         with Image.open(source) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise _too_large(width, height, max_pixels)
+            if before_load is not None:
+                before_load(image)
             image.seek(0)
             image.load()
             return to_rgb_array(image)
-    except ImageDecodeError:
+    except EngineError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"refused as a decompression bomb by Pillow's own limit: {exc}",

@@ -21,6 +21,8 @@ PAD_MULTIPLE = 64
 #: Largest network input accepted (64 times 512x512): a very elongated image would otherwise
 #: become a strip hundreds of thousands of pixels long once its short side is 512.
 MAX_PADDED_PIXELS = 64 * RESOLUTION * RESOLUTION
+#: Float working memory of one band of the area shrink (see ``_area_shrink``), in bytes.
+_SHRINK_CHUNK_BYTES = 16 * 2**20
 
 
 def processed_size(height: int, width: int, resolution: int = RESOLUTION) -> tuple[int, int]:
@@ -49,11 +51,11 @@ def _area_taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tenso
     return index.to(device), weight.to(device)
 
 
-def _area_resize_dim(x: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
-    """Shrink ``x`` along ``dim`` by exact area averaging; returns float32."""
-    index, weight = _area_taps(x.shape[dim], n_out, x.device)
+def _area_resize_dim(x: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Shrink ``x`` along ``dim`` by exact area averaging with ``taps`` (see ``_area_taps``); returns float32."""
+    index, weight = taps
     shape = [1] * x.dim()
-    shape[dim] = n_out
+    shape[dim] = index.shape[0]
     out = None
     for t in range(index.shape[1]):
         term = x.index_select(dim, index[:, t]).float() * weight[:, t].view(shape)
@@ -71,11 +73,35 @@ def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if (h, w) == (height, width):
         return image
     if h < height:
-        out = _area_resize_dim(image, 1, h)
-        out = _area_resize_dim(out, 2, w) if w < width else out
-    else:
-        out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
+        return _area_shrink(image, h, w)
+    out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _area_shrink(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Area shrink of a (3, H, W) uint8 tensor, a band of output rows at a time.
+
+    Each output row depends only on its own source rows, so the float intermediates never
+    exceed about ``_SHRINK_CHUNK_BYTES`` per band plus the uint8 output, however large the
+    image; the arithmetic per element is that of one whole-image pass, so results are identical.
+    """
+    _, height, width = image.shape
+    index, weight = _area_taps(height, h, torch.device("cpu"))
+    cols = _area_taps(width, w, image.device) if w < width else None
+    out = torch.empty((3, h, w if cols is not None else width), dtype=torch.uint8, device=image.device)
+    step = max(1, _SHRINK_CHUNK_BYTES // (12 * width * index.shape[1]))
+    for start in range(0, h, step):
+        band = slice(start, min(h, start + step))
+        # Only the band's source rows, made contiguous: selecting rows of a strided (H, W, 3) view
+        # would otherwise copy the whole image on every call.
+        first, last = int(index[band].min()), int(index[band].max())
+        rows = image[:, first:last + 1].contiguous()
+        taps = ((index[band] - first).to(image.device), weight[band].to(image.device))
+        part = _area_resize_dim(rows, 1, taps)
+        if cols is not None:
+            part = _area_resize_dim(part, 2, cols)
+        out[:, band] = part.round_().clamp_(0, 255)
+    return out
 
 
 def crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

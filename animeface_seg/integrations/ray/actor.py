@@ -59,12 +59,15 @@ class SegmentActor:
     """
 
     def __init__(self, settings: RunSettings, storage: Storage, model: dict[str, Any]) -> None:
+        from animeface_seg.batch.signature import Signature
         from animeface_seg.engine.segmentor import Segmentor
 
         self.settings = settings
         self.storage = storage
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
         self.segmentor = Segmentor.from_pretrained(**model)
+        # The same settings record as the local engine writes, so either engine can resume the other's run.
+        self.png_info = Signature.of(self.segmentor, layout=settings.layout).png_info()
 
     def __call__(self, batch: Batch) -> Batch:
         from animeface_seg.batch.pipeline import failed_outcome
@@ -101,7 +104,7 @@ class SegmentActor:
         from animeface_seg.batch.pipeline import Outcome
 
         try:
-            _write(result, outputs, source, self.storage)
+            _write(result, outputs, source, self.storage, self.png_info)
         except OSError as exc:
             return records.encode(Outcome(records.NO_JOB, "error", error=f"cannot write output: {exc.strerror or exc}"))
         return records.encode(Outcome(records.NO_JOB, "ok", original_size=result.original_size,
@@ -119,16 +122,17 @@ def _decode(content: bytes, max_pixels: int | None) -> np.ndarray:
     return load_rgb(io.BytesIO(content), max_pixels=max_pixels)
 
 
-def _write(result, outputs: dict[OutputKind, Location], source: np.ndarray | None, storage: Storage) -> None:
+def _write(result, outputs: dict[OutputKind, Location], source: np.ndarray | None, storage: Storage,
+           info: Any = None) -> None:
     """Local outputs through ``batch.writers`` (atomic renames); objects rendered to PNG bytes and put whole."""
     from pathlib import Path
 
     from animeface_seg.batch.writers import PNG_COMPRESS_LEVEL, render, write_outputs
 
     if all(isinstance(path, Path) for path in outputs.values()):
-        write_outputs(result, outputs, source)
+        write_outputs(result, outputs, source, info)
         return
     for kind, path in outputs.items():
         buffer = io.BytesIO()
-        render(result, kind, source).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        render(result, kind, source).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
         storage.write(path, buffer.getvalue())

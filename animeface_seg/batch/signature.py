@@ -1,0 +1,123 @@
+"""What an output was made with, recorded in the PNG itself, so a resume trusts only matching outputs.
+
+Every PNG a run writes carries a text chunk ``animeface-seg`` holding a JSON object: the
+output format version, the size mode, whether the background was kept, the precision, a
+fingerprint of each network's weights and the output layout. ``--skip-existing`` skips an
+input only when all its outputs exist and carry the run's own record; otherwise it is
+processed again, and ``stale_reason`` says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+from torch import nn
+
+from animeface_seg.engine.segmentor import Segmentor
+
+#: PNG text chunk key of the record.
+KEY = "animeface-seg"
+#: Version of the output files' format; raise it when the same settings would give different files.
+FORMAT_VERSION = 1
+#: Bytes of each tensor that go into a weights fingerprint (with every name, shape and dtype).
+_SAMPLE_BYTES = 64 * 1024
+_PRECISIONS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short digest of a network's weights: every tensor's name, shape, dtype and first 64 KB.
+
+    Cheap (no full pass over hundreds of MB) and independent of where the file was found.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        data = tensor.detach().flatten()[: _SAMPLE_BYTES // max(1, tensor.element_size())]
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(data.to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The settings and weights that decide an output's pixels."""
+
+    size: str
+    keep_background: bool
+    precision: str
+    unet: str
+    abg: str | None
+    layout: str = "mirror"
+    format: int = FORMAT_VERSION
+
+    @classmethod
+    def of(cls, segmentor: Segmentor, layout: str = "mirror") -> Signature:
+        """The signature of what ``segmentor`` writes with this output ``layout``."""
+        return cls(
+            size=segmentor.output_size,
+            keep_background=not segmentor.remove_background,
+            precision=_PRECISIONS.get(segmentor.dtype, str(segmentor.dtype)),
+            unet=weights_fingerprint(segmentor.unet),
+            abg=None if segmentor.isnet is None else weights_fingerprint(segmentor.isnet),
+            layout=layout,
+        )
+
+    def to_text(self) -> str:
+        """The JSON text stored in each output."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def png_info(self) -> PngInfo:
+        """The text chunk to save with each output PNG."""
+        info = PngInfo()
+        info.add_text(KEY, self.to_text())
+        return info
+
+
+def read(path: Path) -> dict | None:
+    """The record stored in an output PNG (read from its header, no pixels decoded), or None."""
+    try:
+        with Image.open(path) as image:
+            text = image.info.get(KEY)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return None
+    try:
+        record = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _differences(found: dict, expected: dict) -> str:
+    names = {"unet": "UNet weights", "abg": "mask weights", "format": "output format version"}
+    parts = []
+    for key, value in expected.items():
+        if found.get(key) != value:
+            parts.append(f"{names.get(key, key)} {found.get(key)!r} (now {value!r})"
+                         if key not in ("unet", "abg") else f"other {names[key]}")
+    return ", ".join(parts)
+
+
+def stale_reason(outputs: Mapping[object, Path], expected: Signature | None) -> str | None:
+    """Why the outputs of a job must be made again, or None when they all exist and match ``expected``.
+
+    With ``expected`` None only existence is checked.
+    """
+    for path in outputs.values():
+        if not path.is_file():
+            return f"{path.name} is missing"
+    if expected is None:
+        return None
+    wanted = asdict(expected)
+    for path in outputs.values():
+        found = read(path)
+        if found is None:
+            return f"{path.name} has no animeface-seg record (made by an older version or another tool)"
+        if found != wanted:
+            return f"{path.name} was made with other settings: {_differences(found, wanted)}"
+    return None

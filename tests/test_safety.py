@@ -1,0 +1,224 @@
+"""Never lose data, never abort a whole batch: signals, temp files, memory budget, resume, pipes, OUT checks.
+
+Through the installed command on real files: a subprocess where signals, peak memory or pipes
+matter, in-process otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from animeface_seg.cli import Environment, app
+from conftest import cli_command, make_image
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    return env
+
+
+def _blank_png(path: Path, width: int, height: int) -> Path:
+    """A 1-bit all-black PNG written row by row, so a huge canvas costs the test no memory."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def _records(stdout: str) -> dict[str, dict]:
+    return {Path(r["input"]).name: r for r in map(json.loads, stdout.splitlines())}
+
+
+def test_sigterm_mid_run_stops_in_order_and_resume_completes(weights_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = {f"img{i:02d}" for i in range(10)}
+    for i, name in enumerate(sorted(names)):
+        make_image(src / f"{name}.png", (64, 64), seed=i)
+    args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu",
+                            "--keep-background", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not list(out.glob("img*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    on_disk = {p.stem for p in out.glob("img??.png")}
+    records = _records(stdout)
+    assert {Path(k).stem for k, r in records.items() if r["status"] == "ok"} == on_disk
+    assert f"processed {len(on_disk)}, skipped 0, failed 0" in stderr
+    assert 1 <= len(on_disk) < len(names)
+
+    resumed = subprocess.run(args + ["--skip-existing"], capture_output=True, text=True, env=_env())
+    assert resumed.returncode == 0, resumed.stderr
+    again = _records(resumed.stdout)
+    assert {Path(k).stem for k, r in again.items() if r["status"] == "skipped"} == on_disk
+    assert {r["reason"] for r in again.values() if r["status"] == "skipped"} == {"already done"}
+    assert {Path(k).stem for k, r in again.items() if r["status"] == "ok"} == names - on_disk
+    assert {p.stem for p in out.glob("img??.png")} == names
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stop_during_start_up_prints_no_traceback(weights_dir, tmp_path, signum, code):
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    args = cli_command() + [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights-dir", str(weights_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 120
+    while "libtorch" not in maps.read_text() and time.monotonic() < deadline:  # torch is loading
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr and stdout == ""
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_stale_temp_files_removed_and_long_names_written(run_cli, tmp_path):
+    out = tmp_path / "out"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / "sub" / f".x.png.animeface-seg-{dead.pid}-140000.tmp"
+    live = out / f".y.png.animeface-seg-{os.getpid()}-1.tmp"
+    foreign = out / ".notes.tmp"
+    for path in (stale, live, foreign):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    stem = "n" * 236  # the outputs' names fit in 255 bytes; the old temporary names did not
+    make_image(tmp_path / "in" / f"{stem}.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background")
+    assert proc.returncode == 0, proc.stderr
+    assert "removed 1 temporary file(s)" in proc.stderr
+    assert not stale.exists() and live.exists() and foreign.exists()
+    assert (out / f"{stem}.png").is_file()
+
+
+def test_huge_canvas_refused_within_the_budget_with_bounded_peak_rss(weights_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _blank_png(src / "huge.png", 16000, 16000)
+    _blank_png(src / "long.png", 64, 2048)
+    make_image(src / "ok.png", (64, 64))
+    assert (src / "huge.png").stat().st_size < 800_000
+    args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu",
+                            "--keep-background", "--json", "--memory-budget", "2G"]
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = (tmp_path / "stderr").read_text()
+    records = _records((tmp_path / "stdout").read_text())
+    peak_gb = usage.ru_maxrss * 1024 / 2**30  # ru_maxrss is in KiB on Linux
+    assert proc.returncode == 1, err
+    assert records["ok.png"]["status"] == "ok" and (out / "ok.png").is_file()
+    for name in ("huge.png", "long.png"):
+        assert records[name]["status"] == "error"
+        assert "over the budget of 2.0 GB per image" in records[name]["error"]
+        assert "--memory-budget SIZE" in records[name]["error"]
+    assert "16000x16000" in records["huge.png"]["error"] and "would need about" in records["huge.png"]["error"]
+    assert peak_gb < 3.0, f"child peak RSS {peak_gb:.2f} GB"
+
+
+def test_skip_existing_redoes_outputs_made_with_other_settings(run_cli, tmp_path):
+    from PIL import Image
+
+    make_image(tmp_path / "in" / "a.png", (96, 64))
+    out = tmp_path / "out"
+    first = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--size", "processed",
+                    env={"FORCE_COLOR": "1"})
+    assert first.returncode == 0, first.stderr
+    assert "━" not in first.stderr and "\x1b[" not in first.stderr  # no animated bar into a non-terminal
+    assert Image.open(out / "a.png").size == (768, 512)
+
+    second = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json")
+    record = _records(second.stdout)["a.png"]
+    assert record["status"] == "ok", record
+    assert "size 'processed' (now 'original')" in record["reason"]
+    assert Image.open(out / "a.png").size == (96, 64)
+
+    third = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json")
+    assert _records(third.stdout)["a.png"]["status"] == "skipped"
+    fourth = run_cli(str(tmp_path / "in"), "-o", str(out), "--skip-existing", "--json")  # now with the mask
+    assert _records(fourth.stdout)["a.png"]["status"] == "ok" and (out / "a_mask.png").is_file()
+
+
+def test_json_into_a_pipe_that_closes_ends_cleanly(weights_dir, tmp_path):
+    for i in range(6):
+        make_image(tmp_path / "in" / f"i{i}.png", (64, 64), seed=i)
+    args = cli_command() + [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights-dir", str(weights_dir),
+                            "--device", "cpu", "--keep-background", "--json"]
+    read_end, write_end = os.pipe()
+    gone = subprocess.Popen(args, stdout=write_end, stderr=subprocess.PIPE, env=_env())
+    os.close(write_end)
+    os.close(read_end)  # the reader exits before the first record, as `| head -1` does after its line
+    stderr = gone.stderr.read().decode()
+    assert gone.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert "cannot write to standard output (the program reading it exited)" in stderr
+    assert "processed" in stderr  # the summary, with the files that were finished
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert not [name for name in written if name.startswith(".")] and 1 <= len(written) <= 6
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 74, proc.stderr
+    assert "Traceback" not in proc.stderr and "No space left on device" in proc.stderr
+
+
+def _recording_runner(calls: list) -> tuple[CliRunner, Environment]:
+    def factory(**options):
+        calls.append(options)
+        raise AssertionError("the networks must not load")
+
+    return CliRunner(), Environment(segmentor_factory=factory)
+
+
+def test_unwritable_out_exits_2_before_any_network_loads(tmp_path):
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    (tmp_path / "file").write_text("a regular file")
+    calls: list = []
+    runner, env = _recording_runner(calls)
+    result = runner.invoke(app, [str(tmp_path / "in"), "-o", str(tmp_path / "file" / "out")], obj=env)
+    assert result.exit_code == 2, result.stderr
+    assert str(tmp_path / "file" / "out") in result.stderr and "lies below a file" in result.stderr
+    # A folder nobody may create, not even root (the plan sees nothing wrong; the write probe does).
+    result = runner.invoke(app, [str(tmp_path / "in"), "-o", "/proc/animeface-seg-out"], obj=env)
+    assert result.exit_code == 2 and "/proc/animeface-seg-out" in result.stderr, result.stderr
+    if os.geteuid() != 0:  # root writes anywhere: the path under a file above is the case that stops root
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        result = runner.invoke(app, [str(tmp_path / "in"), "-o", str(locked)], obj=env)
+        assert result.exit_code == 2 and str(locked) in result.stderr
+    assert calls == []
+
+
+def test_garbage_weights_never_advise_turning_weights_only_off(run_cli, tmp_path):
+    bad = tmp_path / "UNet.pth"
+    torch.save({"saved_on": datetime.date(2026, 12, 1)}, bad)  # a pickle that weights_only=True refuses
+    make_image(tmp_path / "in" / "a.png", (64, 64))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--unet", str(bad), "--keep-background",
+                   weights=False)
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "not a readable PyTorch checkpoint" in proc.stderr
+    assert "weights_only" not in proc.stderr and "False" not in proc.stderr
