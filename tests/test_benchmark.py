@@ -18,8 +18,10 @@ def test_benchmark_reports_all_figures(weights_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())
-    for key in ("a_networks_images_per_s", "b_end_to_end_images_per_s", "c_one_at_a_time_images_per_s",
-                "b_peak_rss_mb", "b_over_a", "b_over_c"):
+    for key in ("a_networks_images_per_s", "b_end_to_end_images_per_s", "b_wall_s_including_startup",
+                "c_baseline_images_per_s", "c_wall_s_including_startup", "b_peak_rss_mb", "b_over_a", "b_over_c",
+                "b_over_c_whole_process"):
         assert figures[key] > 0, key
-    assert figures["device"] == "cpu, fp32" and figures["n"] == 2
-    assert "(b)/(a)" in proc.stdout and "(b)/(c)" in proc.stdout
+    assert figures["device"] == "cpu, fp32" and figures["n"] == 2 and figures["repeat"] == 1
+    assert len(figures["runs"]["c_images_per_s"]) == 1 and figures["cpu"]
+    assert "(b)/(a)" in proc.stdout and "(b)/(c), rates" in proc.stdout and "whole processes" in proc.stdout

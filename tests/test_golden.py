@@ -79,3 +79,55 @@ def test_cpu_bf16_keeps_end_to_end_parity(reference, weights_dir):
     result = seg([case_dir / "input.png"])[0]
     assert agreement(result.colors, read_rgb(case_dir / "map.png")) >= 0.80
     assert np.abs(result.mask.astype(float) - read_gray(case_dir / "abg_mask.png")).mean() <= 5.0
+
+
+
+def test_folded_networks_keep_stage_parity_with_the_unfolded_ones(reference, weights_dir, segmentor):
+    """Folding batch norms (the default) stays within the stage tolerances on every golden case,
+    and so does the exact unfolded path, which stays reachable with ``fold_batchnorm=False``."""
+    from animeface_seg import Segmentor
+    from animeface_seg.engine.optimize import count_batchnorms
+
+    unfolded = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed",
+                                         fold_batchnorm=False)
+    assert count_batchnorms(unfolded.isnet) == 112 and count_batchnorms(unfolded.unet) == 48
+    assert count_batchnorms(segmentor.isnet) == 0 and count_batchnorms(segmentor.unet) == 0
+    for case in GOLDEN_CASES:
+        case_dir = reference / "golden" / case
+        folded_result = segmentor.run([_stage_input(case_dir)])[0]
+        exact = unfolded.run([_stage_input(case_dir)])[0]
+        golden_mask = read_gray(case_dir / "abg_mask.png")
+        for result in (folded_result, exact):
+            assert np.abs(result.mask.astype(int) - golden_mask).max() <= 1, case
+            assert agreement(result.colors, read_rgb(case_dir / "map.png")) >= 0.99, case
+        assert np.abs(folded_result.mask.astype(int) - exact.mask).max() <= 1, case
+        assert agreement(folded_result.colors, exact.colors) >= 0.99, case
+
+
+def test_folded_keep_background_stage_parity(reference, weights_dir, segmentor_keep):
+    from animeface_seg import Segmentor
+
+    unfolded = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed",
+                                         remove_background=False, fold_batchnorm=False)
+    for case in GOLDEN_CASES:
+        case_dir = reference / "golden" / case
+        golden = read_rgb(case_dir / "map_keep.png")
+        folded_colors = segmentor_keep.run([_stage_input(case_dir)])[0].colors
+        exact_colors = unfolded.run([_stage_input(case_dir)])[0].colors
+        assert agreement(exact_colors, golden) >= 0.99, case
+        assert agreement(folded_colors, golden) >= 0.99 and agreement(folded_colors, exact_colors) >= 0.99, case
+
+
+def test_folding_a_callers_modules_leaves_them_untouched(weights_dir):
+    """A host's modules (ComfyUI's, say) are folded as a copy; the originals keep their batch norms."""
+    from animeface_seg import Segmentor
+    from animeface_seg.engine.optimize import count_batchnorms
+    from animeface_seg.engine.weights import UNET, load
+
+    unet = load(UNET, weights_dir / "UNet.pth")
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    seg = Segmentor(unet, device="cpu", place=False)
+    assert seg.unet is not unet and count_batchnorms(seg.unet) == 0 and count_batchnorms(unet) == 48
+    assert unet.state_dict().keys() == before.keys()
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+    assert Segmentor(unet, device="cpu", fold_batchnorm=False).unet is unet

@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from animeface_seg.batch.folders import make_folders
 from animeface_seg.batch.naming import OutputKind
+from animeface_seg.engine import geometry
 from animeface_seg.engine.segmentor import Segmentation
 
 #: zlib level for every PNG: 1 is several times faster than Pillow's default 6 and the
@@ -136,16 +138,28 @@ def remove_empty_folders(folders: list[Path]) -> None:
             return
 
 
-def _resized(array: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
-    image = Image.fromarray(array)
-    return image if image.size == (size[1], size[0]) else image.resize((size[1], size[0]), resample)
+def _mask_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The uint8 mask at ``size`` on the engine's pixel grid (``geometry.resize_mask``)."""
+    if mask.shape == tuple(size):
+        return mask
+    resized = geometry.resize_mask(torch.from_numpy(mask).float(), size)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _source_at(source: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The source at ``size`` resized as the networks saw it (``geometry.resize_uint8``)."""
+    if source.shape[:2] == tuple(size):
+        return source
+    resized = geometry.resize_uint8(torch.from_numpy(source).permute(2, 0, 1), size)
+    return np.ascontiguousarray(resized.permute(1, 2, 0).numpy())
 
 
 def render(result: Segmentation, kind: OutputKind, source: np.ndarray | None = None) -> Image.Image:
     """The image for one output kind: ``map``, ``mask``, ``cutout`` or ``overlay``.
 
     ``cutout`` is the source at its original size with the mask as alpha; ``overlay`` blends
-    the map over the source at the map's size. Both need the decoded ``source``.
+    the map over the source at the map's size. Both need the decoded ``source`` and use the
+    engine's geometry, so map, mask, cutout and overlay share one pixel grid.
     """
     if kind == OutputKind.MAP:
         return Image.fromarray(result.colors, "RGB")
@@ -154,12 +168,11 @@ def render(result: Segmentation, kind: OutputKind, source: np.ndarray | None = N
     if source is None:
         raise ValueError(f"the {kind} output needs the source image")
     if kind == OutputKind.CUTOUT:
-        alpha = _resized(result.mask, result.original_size, Image.Resampling.BILINEAR)
         cutout = Image.fromarray(source, "RGB").convert("RGBA")
-        cutout.putalpha(alpha)
+        cutout.putalpha(Image.fromarray(_mask_at(result.mask, result.original_size), "L"))
         return cutout
     if kind == OutputKind.OVERLAY:
-        base = _resized(source, result.colors.shape[:2], Image.Resampling.BILINEAR)
+        base = Image.fromarray(_source_at(source, result.colors.shape[:2]), "RGB")
         return Image.blend(base, Image.fromarray(result.colors, "RGB"), OVERLAY_ALPHA)
     raise ValueError(f"unknown output kind {kind!r}")
 

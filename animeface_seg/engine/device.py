@@ -5,6 +5,8 @@ The one place where these choices are made; everything else asks here.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from animeface_seg.engine.errors import DeviceError
@@ -66,9 +68,22 @@ def select_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     return dtype
 
 
+#: CPU kernel levels (``torch.backends.cpu.get_cpu_capability()``) on which channels-last fp32
+#: measured faster: AVX-512 oneDNN convolutions gain from it, AVX2 ones did not (docs/benchmarks.md).
+_CHANNELS_LAST_CPU_CAPABILITIES = ("AVX512", "AVX512_BF16", "AMX", "AMX_BF16")
+
+
+@functools.cache
+def cpu_prefers_channels_last() -> bool:
+    """Whether this CPU's convolution kernels are the AVX-512 (or newer) ones, where channels-last
+    measured faster in fp32; on AVX2-only CPUs it measured no faster (see docs/benchmarks.md)."""
+    return torch.backends.cpu.get_cpu_capability() in _CHANNELS_LAST_CPU_CAPABILITIES
+
+
 def memory_format(device: torch.device, dtype: torch.dtype) -> torch.memory_format:
-    """Channels-last feeds tensor cores and CPU bf16 kernels; for CPU fp32 it measured no faster."""
-    if device.type == "cuda" or dtype != torch.float32:
+    """Channels-last feeds tensor cores, CPU bf16 kernels and AVX-512 fp32 kernels; on CPUs with
+    AVX2 at most, fp32 keeps the default layout (channels-last measured no faster there)."""
+    if device.type == "cuda" or dtype != torch.float32 or cpu_prefers_channels_last():
         return torch.channels_last
     return torch.contiguous_format
 

@@ -8,6 +8,7 @@ separable passes; the network input is uint8 (the reference quantises the resize
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +64,54 @@ def _area_resize_dim(x: torch.Tensor, dim: int, taps: tuple[torch.Tensor, torch.
     return out
 
 
+def whole_factors(height: int, width: int, h: int, w: int) -> tuple[int, int] | None:
+    """The (row, column) shrink factors when both are whole numbers, else None.
+
+    OpenCV's test, reproduced in the same double arithmetic: ``1 / (dst / src)`` within
+    DBL_EPSILON of an integer on both axes (and, here, the sizes divide exactly).
+    """
+    if h > height or w > width:
+        return None
+    fy, fx = 1.0 / (h / height), 1.0 / (w / width)
+    iy, ix = round(fy), round(fx)
+    exact = abs(fy - iy) < sys.float_info.epsilon and abs(fx - ix) < sys.float_info.epsilon
+    return (iy, ix) if exact and iy * h == height and ix * w == width else None
+
+
+def area_whole_factor(image: torch.Tensor, factors: tuple[int, int]) -> torch.Tensor:
+    """Shrink a (C, H, W) uint8 tensor by whole-number factors (fy, fx) exactly as OpenCV's INTER_AREA.
+
+    Each output value comes from the exact integer sum of its fy x fx block, divided once.
+    OpenCV's rule (imgproc/src/resize.cpp, ``resizeAreaFast_`` and ``ResizeAreaFastVec``):
+    for 2 x 2 blocks ``(sum + 2) >> 2``, i.e. ties rounded half up; for every other pair of
+    factors ``saturate_cast<uchar>(sum * scale)`` with ``float scale = 1.f / (fy * fx)``: the
+    product in float32, then ``cvRound``, i.e. rounded half to even.
+    """
+    fy, fx = factors
+    c, height, width = image.shape
+    h, w = height // fy, width // fx
+    sums = image.reshape(c, height, w, fx).sum(-1, dtype=torch.int32)
+    sums = sums.reshape(c, h, fy, w).sum(2, dtype=torch.int32)
+    if (fy, fx) == (2, 2):
+        return ((sums + 2) >> 2).to(torch.uint8)
+    scale = torch.tensor(1.0, dtype=torch.float32) / (fy * fx)  # float32 division, like 1.f / area
+    return (sums.float() * scale.to(sums.device)).round_().clamp_(0, 255).to(torch.uint8)
+
+
 def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a (3, H, W) uint8 tensor to ``size``: area when shrinking, bicubic when enlarging.
 
-    Matches OpenCV's INTER_AREA / INTER_CUBIC, which the reference uses, to within 1 level.
+    Shrinking by whole-number factors is exactly OpenCV's INTER_AREA (``area_whole_factor``);
+    other factors and enlarging match OpenCV's INTER_AREA / INTER_CUBIC, which the reference
+    uses, to within 1 level.
     """
     _, height, width = image.shape
     h, w = size
     if (h, w) == (height, width):
         return image
+    factors = whole_factors(height, width, h, w)
+    if factors is not None:
+        return area_whole_factor(image, factors)
     if h < height:
         return _area_shrink(image, h, w)
     out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
@@ -110,12 +150,14 @@ def crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_classes(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bring an (h, w) class map to ``size`` (the inverse of the resize, for the map)."""
+    """Bring an (h, w) class map to ``size`` (the inverse of the resize, for the map), on the same
+    centre-aligned pixel grid as ``resize_mask``."""
     return classes if tuple(classes.shape[-2:]) == tuple(size) else resize_nearest(classes, size)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bring an (h, w) float mask to ``size``: bilinear, antialiased when shrinking."""
+    """Bring an (h, w) float mask to ``size``: bilinear with pixel centres aligned
+    (align_corners=False), antialiased when shrinking."""
     h, w = mask.shape[-2:]
     if (h, w) == tuple(size):
         return mask
@@ -123,11 +165,18 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          antialias=size[0] < h)[0, 0]
 
 
+def nearest_index(n_in: int, n_out: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Source index of each of ``n_out`` samples, centre-aligned: ``floor((i + 0.5) * n_in / n_out)``,
+    computed exactly in integers (the grid of bilinear align_corners=False and of nearest-exact)."""
+    i = torch.arange(n_out, device=device)
+    return ((2 * i + 1) * n_in).div_(2 * n_out, rounding_mode="floor").clamp_(max=n_in - 1)
+
+
 def resize_nearest(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a (..., h, w) tensor of any dtype (class maps stay exact)."""
+    """Centre-aligned nearest-neighbour resize of a (..., h, w) tensor of any dtype (class maps stay exact)."""
     h, w = image.shape[-2:]
-    rows = (torch.arange(size[0], device=image.device) * (h / size[0])).long().clamp_(max=h - 1)
-    cols = (torch.arange(size[1], device=image.device) * (w / size[1])).long().clamp_(max=w - 1)
+    rows = nearest_index(h, size[0], image.device)
+    cols = nearest_index(w, size[1], image.device)
     return image.index_select(-2, rows).index_select(-1, cols)
 
 

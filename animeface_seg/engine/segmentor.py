@@ -25,6 +25,7 @@ from animeface_seg.engine import geometry
 from animeface_seg.engine.batcher import ShapeBatcher
 from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
+from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
 from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, palette_tensor
 from animeface_seg.engine.weights import ABG, UNET, build, load, resolve
 
@@ -86,10 +87,6 @@ class Prepared:
         return tuple(self.pixels.shape[1:])
 
 
-def _as_module(network: Network, spec) -> nn.Module:
-    return network if isinstance(network, nn.Module) else build(spec, network)
-
-
 class Segmentor:
     """Anime face-part segmentation with optional background removal, batched on one device.
 
@@ -97,6 +94,12 @@ class Segmentor:
     checkpoints); without ``isnet`` the background is kept and no mask is computed. With
     ``place=False`` the networks are used where the caller put them (a host that manages
     model memory itself), otherwise they are moved to ``device`` in the chosen memory format.
+
+    With ``fold_batchnorm`` (the default) every batch norm is folded into its convolution
+    (``optimize.py``: one pass fewer over the activations, same results within rounding).
+    Modules passed in are never changed: a folded copy is made (a host's own module, e.g.
+    ComfyUI's, is left as it was and, with ``place=False``, the copy stays on its device);
+    ``fold_batchnorm=False`` runs the given modules as they are, the exact unfolded path.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class Segmentor:
         precision: str = "auto",
         output_size: OutputSize = "original",
         place: bool = True,
+        fold_batchnorm: bool = True,
     ) -> None:
         if output_size not in ("original", "processed"):
             raise ValueError(f"output_size must be 'original' or 'processed', not {output_size!r}")
@@ -115,8 +119,9 @@ class Segmentor:
         self.dtype = select_dtype(self.device, precision)
         self.output_size = output_size
         self.memory_format = memory_format(self.device, self.dtype)
-        self.unet = self._place(_as_module(unet, UNET), place)
-        self.isnet = None if isnet is None else self._place(_as_module(isnet, ABG), place)
+        self.fold_batchnorm = fold_batchnorm
+        self.unet = self._place(self._fold(unet, UNET), place)
+        self.isnet = None if isnet is None else self._place(self._fold(isnet, ABG), place)
         self._palette = palette_tensor(self.device)
 
     @classmethod
@@ -136,6 +141,9 @@ class Segmentor:
         """
         unet_module = load(UNET, resolve(UNET, unet, weights_dir))
         isnet_module = load(ABG, resolve(ABG, abg, weights_dir)) if remove_background else None
+        if options.get("fold_batchnorm", True):  # these modules are ours alone: fold without a copy
+            unet_module = fold_batchnorm(unet_module, inplace=True)
+            isnet_module = None if isnet_module is None else fold_batchnorm(isnet_module, inplace=True)
         return cls(unet_module, isnet_module, **options)
 
     @property
@@ -147,6 +155,16 @@ class Segmentor:
     def description(self) -> str:
         """Device and precision in words, e.g. ``cpu, fp32``."""
         return describe(self.device, self.dtype)
+
+    def _fold(self, network: Network, spec) -> nn.Module:
+        """The module to run: built from a state dict (ours, folded in place), or the caller's
+        module, folded as a copy unless it holds no batch norm any more."""
+        if not isinstance(network, nn.Module):
+            module = build(spec, network)
+            return fold_batchnorm(module, inplace=True) if self.fold_batchnorm else module
+        if self.fold_batchnorm and count_batchnorms(network):
+            return fold_batchnorm(network)
+        return network
 
     def _place(self, model: nn.Module, place: bool) -> nn.Module:
         model = model.eval()
