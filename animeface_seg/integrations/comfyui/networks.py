@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from animeface_seg.engine.optimize import fold_batchnorm
 from animeface_seg.engine.weights import ABG, UNET, WeightSpec, load
 from animeface_seg.integrations.comfyui.paths import find_in_comfyui
 
@@ -34,7 +35,9 @@ def patcher(spec: WeightSpec):
     if key not in _patchers:
         for stale in [k for k in _patchers if k[0] == spec.key]:
             del _patchers[stale]
-        _patchers[key] = ModelPatcher(load(spec, path), load_device=mm.get_torch_device(),
+        # Folded once here, so each run's Segmentor uses these modules as they are (no per-run copy).
+        model = fold_batchnorm(load(spec, path), inplace=True)
+        _patchers[key] = ModelPatcher(model, load_device=mm.get_torch_device(),
                                       offload_device=mm.unet_offload_device())
         log.info("animeface-seg: loaded %s from %s", spec.filename, path)
     return _patchers[key]
