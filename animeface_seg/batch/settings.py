@@ -22,10 +22,11 @@ DEFAULT_FLUSH_AFTER = 0.5
 def default_workers(device_type: str) -> int:
     """Threads for decoding and for encoding: enough to hide file work behind the networks.
 
-    On CPU the networks already use every core, and 1 or 2 workers measured the same.
+    On CPU the networks already use every core; on 2 cores one worker measured faster end to end
+    than two (1.12 against 0.97 img/s, docs/benchmarks.md), as file work then steals less from them.
     """
     cores = os.cpu_count() or 1
-    return min(8, cores) if device_type == "cuda" else max(1, min(2, cores))
+    return min(8, cores) if device_type == "cuda" else max(1, min(2, cores - 1))
 
 
 def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False) -> tuple[OutputKind, ...]:

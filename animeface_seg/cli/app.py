@@ -137,7 +137,7 @@ def command(
         show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, metavar="N", help="Threads for decoding and for writing "
-        "[default: 2 on CPU, up to 8 with CUDA].", show_default=False)] = None,
+        "[default: 1 on a 2-core CPU, 2 on larger ones, up to 8 with CUDA].", show_default=False)] = None,
     unet: Annotated[Optional[Path], typer.Option(
         "--unet", metavar="PATH", help="UNet.pth to use instead of the Hugging Face download.",
         show_default=False)] = None,
