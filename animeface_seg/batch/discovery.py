@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-import unicodedata
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -120,12 +119,6 @@ def walk(folder: Path, out_dir: Path, *, recursive: bool = True, relative: PureP
     state._walk(folder, relative, st)
     state.follow_links()
     return state.jobs
-
-
-def collision_key(job: Job) -> str:
-    """Jobs with equal keys may write the same outputs on any file system (case-folded, NFC): a
-    conservative key for sources that meet files one at a time."""
-    return unicodedata.normalize("NFC", job.relative.as_posix()).casefold()
 
 
 def identity_of(path: Path) -> Identity | None:

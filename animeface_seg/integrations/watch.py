@@ -23,7 +23,8 @@ from pathlib import Path, PurePath
 
 from watchfiles import Change, watch
 
-from animeface_seg.batch.discovery import InputError, Job, collision_key, discover, job_under, walk
+from animeface_seg.batch.discovery import InputError, Job, job_under, walk
+from animeface_seg.batch.plan import NameRule
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.pipeline import Outcome, is_done
 from animeface_seg.batch.settings import RunSettings
@@ -97,8 +98,9 @@ class DropFolders:
         self._pending: dict[Path, _Pending] = {}
         self._handed: dict[Path, Stamp | None] = {}
         """Per input (resolved path): the stamp it had when handed over or skipped; None for a reported error."""
+        self._names = NameRule.probe(out_dir)
         self._claims: dict[str, tuple[Path, Path]] = {}
-        """Output name (case-folded) -> (resolved, given) path of the input writing it."""
+        """Output name (as OUT's file system compares names) -> (resolved, given) path of the input writing it."""
 
     @property
     def settle(self) -> float:
@@ -126,13 +128,6 @@ class DropFolders:
         """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
         self._stop.set()
 
-    def scan(self) -> list[Job]:
-        """What the normal run would process in the folders now; empty is fine, the watch waits for files."""
-        try:
-            return discover([str(root) for root in self.folders], self._out_dir, recursive=self._recursive)
-        except InputError:  # nothing there yet
-            return []
-
     def plan(self, jobs: Iterable[Job], settings: RunSettings) -> tuple[list[Outcome], list[Job]]:
         """Split the first scan into inputs already done with these settings (as skipped outcomes) and work.
 
@@ -144,7 +139,7 @@ class DropFolders:
         now, wall = time.monotonic(), time.time()
         for job in jobs:
             real = job.source.resolve()
-            self._claims.setdefault(collision_key(job), (real, job.source))
+            self._claims.setdefault(self._names.key(job.relative.as_posix()), (real, job.source))
             try:
                 st = job.source.stat()
             except OSError:
@@ -271,10 +266,10 @@ class DropFolders:
 
     def _claimed(self, job: Job, real: Path) -> Job:
         """The job, or a failing one if another existing input already writes the same outputs."""
-        key = collision_key(job)
+        key = self._names.key(job.relative.as_posix())
         owner = self._claims.get(key)
         if owner is None or owner[0] == real or not owner[0].exists():
             self._claims[key] = (real, job.source)
             return job
-        return Job(job.source, job.relative, f"would overwrite the outputs of {owner[1]} (names are compared "
-                   "ignoring letter case): rename one of the two files")
+        return Job(job.source, job.relative, f"would overwrite the outputs of {owner[1]} (names compared as the "
+                   "output folder's file system compares them): rename one of the two files")
