@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,21 @@ def run_process(weights_dir: Path):
                               text=True, env=full_env, timeout=timeout)
 
     return run
+
+
+def signal_when_written(args: list[str], out: Path, pattern: str, signum: int,
+                       env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the command, send ``signum`` once a file matching ``pattern`` appears in ``out``
+    (mid-run), and return the finished process with both streams."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    deadline = time.monotonic() + 240
+    while not list(out.glob(pattern)) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
 def make_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
-from conftest import cli_command, make_image, read_gray, read_rgb
+from conftest import cli_command, make_image, read_gray, read_rgb, signal_when_written
 
 PALETTE = {tuple(c) for c in CLASS_COLORS}
 
@@ -187,12 +186,8 @@ def test_interrupt_then_resume_with_skip_existing(weights_dir, tmp_path):
         make_image(src / f"img{i:02d}.png", (64, 64), seed=i)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 240
-    while not list(out.glob("img*_mask.png")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    proc = signal_when_written(args, out, "img*_mask.png", signal.SIGINT)
+    stderr = proc.stderr
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert not list(out.glob(".*")), "temporary files left behind"

@@ -22,7 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from animeface_seg.cli import Environment, app
-from conftest import cli_command, make_image
+from conftest import cli_command, make_image, signal_when_written
 
 
 def _env() -> dict[str, str]:
@@ -56,12 +56,8 @@ def test_sigterm_mid_run_stops_in_order_and_resume_completes(weights_dir, tmp_pa
         make_image(src / f"{name}.png", (64, 64), seed=i)
     args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu",
                             "--keep-background", "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-    deadline = time.monotonic() + 240
-    while not list(out.glob("img*.png")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
+    proc = signal_when_written(args, out, "img*.png", signal.SIGTERM)
+    stdout, stderr = proc.stdout, proc.stderr
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
