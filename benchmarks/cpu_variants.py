@@ -16,7 +16,6 @@ first compile and a second process's start with the compile cache warm.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics

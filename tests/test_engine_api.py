@@ -6,10 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import PurePath
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,7 +18,7 @@ from animeface_seg.batch.settings import RunSettings
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
 from animeface_seg.engine.weights import ABG, UNET, load_state_dict
-from conftest import GOLDEN_CASES, agreement, make_image, read_gray, read_rgb
+from conftest import agreement, make_image
 
 
 def test_import_and_construction_change_no_global_state(weights_dir):

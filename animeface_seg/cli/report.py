@@ -61,7 +61,6 @@ def outcome_record(outcome: Outcome) -> dict:
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
         "mask_coverage": outcome.mask_coverage,
-        "reason": outcome.reason,
     }
 
 
