@@ -36,15 +36,18 @@ _HINT_KINDS = ("--layout by-kind writes each kind into its own tree (OUT/maps, O
 _HINT_SAME = ("rename one file of each group; inputs from different folders keep apart when you pass their "
               "common parent folder (or name it with --root), or run them into different output folders")
 _HINT_FOLDER = "rename the file or the folder in the way, or choose another output folder"
+_HINT_LONG = "shorten the input's name (or its folder's), or use --layout by-kind, which adds no suffix"
 _HINT_FOLDING = "this file system does not tell names apart that differ only in letter case or Unicode spelling"
 
 
 @dataclass(frozen=True)
 class NameRule:
-    """How OUT's file system compares names: whether it folds letter case and Unicode spellings."""
+    """How OUT's file system compares names (whether it folds letter case and Unicode spellings),
+    and the longest name it holds, in bytes."""
 
     folds_case: bool = False
     folds_unicode: bool = False
+    name_max: int = 255
 
     def key(self, name: str) -> str:
         """``name`` as the file system tells it apart: unchanged, or case-folded and NFC-normalised."""
@@ -54,31 +57,46 @@ class NameRule:
             name = unicodedata.normalize("NFC", name.casefold())
         return name
 
+    def too_long(self, name: str) -> bool:
+        """Whether the file system cannot hold a file of this name."""
+        return len(os.fsencode(name)) > self.name_max
+
     @classmethod
     def probe(cls, out_dir: Path) -> NameRule:
-        """Ask OUT's file system (or its nearest existing parent's) how it compares names.
+        """Ask OUT's file system (or its nearest existing parent's) how it compares names and how long they may be.
 
-        A temporary file whose name holds an upper-case letter and a composed ``é`` is created and
-        looked up under its case-swapped and its decomposed (NFD) spelling, then removed. Where no
-        file can be created, the platform's usual rule is assumed (folding on macOS and Windows).
+        A temporary file whose name holds an upper-case letter and a composed ``é`` (as UTF-8 bytes, so
+        any file-system encoding works) is created and looked up under its case-swapped and its
+        decomposed (NFD) spelling, then removed. Where no file can be created, the platform's usual
+        rule is assumed (folding on macOS and Windows).
         """
         folder = Path(os.path.abspath(out_dir))
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
+        name_max = _name_max(folder)
         try:
-            handle, name = tempfile.mkstemp(prefix=".animeface-seg-probe-A\u00e9-", dir=folder)
+            handle, name = tempfile.mkstemp(prefix=b".animeface-seg-probe-A\xc3\xa9-", dir=os.fsencode(folder))
         except OSError:
-            return cls(sys.platform in ("darwin", "win32"), sys.platform == "darwin")
+            return cls(sys.platform in ("darwin", "win32"), sys.platform == "darwin", name_max)
         os.close(handle)
         try:
-            probe = Path(name)
-            return cls(_same(probe, probe.with_name(probe.name.swapcase())),
-                       _same(probe, probe.with_name(unicodedata.normalize("NFD", probe.name))))
+            head, tail = os.path.split(name)
+            decomposed = tail.replace(b"\xc3\xa9", b"e\xcc\x81")
+            return cls(_same(name, os.path.join(head, tail.swapcase())), _same(name, os.path.join(head, decomposed)),
+                       name_max)
         finally:
             os.unlink(name)
 
 
-def _same(path: Path, other: Path) -> bool:
+def _name_max(folder: Path) -> int:
+    """The longest file name the file system at ``folder`` holds, in bytes (255 where it does not say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _same(path: bytes, other: bytes) -> bool:
     try:
         return os.path.samefile(path, other)
     except OSError:
@@ -153,53 +171,99 @@ def check(plan: Plan) -> list[tuple[str, str]]:
     return conflicts
 
 
-class _Outputs:
-    """Output paths keyed as the file system compares them, the folders they need, and clashes between them."""
+class OutputClaims:
+    """Output paths keyed as OUT's file system compares them, the folders they need, and clashes between them.
 
-    def __init__(self) -> None:
+    The up-front plan claims every job's outputs at once; a live source (the watch mode) claims each
+    new file's outputs as it arrives, against every kind of every earlier output, by the same rule.
+    """
+
+    def __init__(self, out_dir: Path, kinds: Sequence[OutputKind], layout: Layout = Layout.MIRROR,
+                 names: NameRule = NameRule()) -> None:
+        self.out_dir = out_dir
+        self.kinds = tuple(kinds)
+        self.layout = Layout(layout)
+        self.names = names
         self.files: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
         self.folders: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
         self.clear: dict[Path, tuple[Job, OutputKind]] = {}
         self.conflicts: list[tuple[str, str]] = []
 
+    def claim(self, job: Job) -> list[tuple[str, str]]:
+        """Claim every output of ``job``; the conflicts it makes (also kept in ``conflicts``)."""
+        before = len(self.conflicts)
+        for kind, path in job.outputs(self.out_dir, self.kinds, self.layout).items():
+            self._claim(path, job, kind)
+        return self.conflicts[before:]
 
-def _planned_outputs(plan: Plan) -> _Outputs:
-    outputs = _Outputs()
+    def claimants(self, job: Job) -> set[Job]:
+        """The jobs whose claims the outputs of ``job`` would meet: the same names, or a file or folder in the way."""
+        found = set()
+        for path in job.outputs(self.out_dir, self.kinds, self.layout).values():
+            key = self._key(path)
+            for claim in (self.files.get(key), self.folders.get(key),
+                          *(self.files.get(key[:end]) for end in range(1, len(key)))):
+                if claim is not None:
+                    found.add(claim[1])
+        return found
+
+    def on_disk(self, job: Job) -> list[tuple[str, str]]:
+        """Conflicts of the outputs of ``job`` with what is on disk now (a folder there, a file above)."""
+        inputs = {job.identity} if job.identity is not None else set()
+        return [conflict for kind, path in job.outputs(self.out_dir, self.kinds, self.layout).items()
+                for conflict in _on_disk(path, job, kind, inputs)]
+
+    def release(self, job: Job) -> None:
+        """Give up every claim of ``job`` (an input that is gone), so another file may take its names."""
+        for table in (self.files, self.folders):
+            for key in [key for key, claim in table.items() if claim[1] == job]:
+                del table[key]
+        for path in [path for path, claim in self.clear.items() if claim[0] == job]:
+            del self.clear[path]
+
+    def _key(self, path: Path) -> tuple[str, ...]:
+        return tuple(self.names.key(part) for part in path.parts[len(self.out_dir.parts):])
+
+    def _claim(self, path: Path, job: Job, kind: OutputKind) -> None:
+        """Record one output, or the conflict it makes with an output or folder claimed before."""
+        long = [part for part in path.parts[len(self.out_dir.parts):] if self.names.too_long(part)]
+        if long:
+            self.conflicts.append((f"{shown(path)}: the {kind} of {shown(job.source)} needs the name {shown(long[0])}, "
+                                   f"longer than the {self.names.name_max} bytes the output file system holds",
+                                   _HINT_LONG))
+            return
+        key = self._key(path)
+        mine = (path, job, kind)
+        if key in self.files:
+            other = self.files[key]
+            hint = _HINT_KINDS if other[2] != kind else _HINT_SAME
+            if other[0] != path:
+                hint = _HINT_FOLDING
+            self.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
+            return
+        if key in self.folders:
+            other = self.folders[key]
+            self.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
+                                   f"{_what(other)}", _HINT_FOLDER))
+            return
+        self.files[key] = mine
+        parent = key[:-1]
+        while parent and parent not in self.folders:
+            self.folders[parent] = mine
+            if parent in self.files:
+                other = self.files[parent]
+                self.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
+                                       f"{_what(mine)}", _HINT_FOLDER))
+            parent = parent[:-1]
+        self.clear[path] = (job, kind)
+
+
+def _planned_outputs(plan: Plan) -> OutputClaims:
+    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names)
     for job in plan.jobs:
-        if not job.runnable:
-            continue
-        for kind, path in job.outputs(plan.out_dir, plan.kinds, plan.layout).items():
-            _claim(outputs, plan, path, job, kind)
+        if job.runnable:
+            outputs.claim(job)
     return outputs
-
-
-def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind) -> None:
-    """Record one output, or the conflict it makes with an output or folder claimed before."""
-    parts = path.parts[len(plan.out_dir.parts):]
-    key = tuple(plan.names.key(part) for part in parts)
-    mine = (path, job, kind)
-    if key in outputs.files:
-        other = outputs.files[key]
-        hint = _HINT_KINDS if other[2] != kind else _HINT_SAME
-        if other[0] != path:
-            hint = _HINT_FOLDING
-        outputs.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
-        return
-    if key in outputs.folders:
-        other = outputs.folders[key]
-        outputs.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
-                                  f"{_what(other)}", _HINT_FOLDER))
-        return
-    outputs.files[key] = mine
-    parent = key[:-1]
-    while parent and parent not in outputs.folders:
-        outputs.folders[parent] = mine
-        if parent in outputs.files:
-            other = outputs.files[parent]
-            outputs.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
-                                      f"{_what(mine)}", _HINT_FOLDER))
-        parent = parent[:-1]
-    outputs.clear[path] = (job, kind)
 
 
 def _what(claim: tuple[Path, Job, OutputKind]) -> str:

@@ -6,6 +6,7 @@ channel is composited over white with the reference's float32 formula.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,45 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
     one-line reason for empty, truncated, corrupt, non-image or oversized files.
     """
     try:
+        return _load_rgb(source, max_pixels, before_load)
+    except ImageDecodeError as exc:
+        if not exc.args[0].startswith(_TEXT_LIMIT_PREFIX):
+            raise
+    # A PNG whose text chunks (e.g. an embedded workflow) exceed Pillow's limits: the pixels are fine.
+    return _load_rgb(io.BytesIO(_without_text_chunks(_read_all(source))), max_pixels, before_load)
+
+
+#: How ``_load_rgb`` words Pillow's refusal of large PNG text chunks (which say nothing about the pixels).
+_TEXT_LIMIT_PREFIX = "cannot decode image: text chunks too large: "
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _read_all(source: str | Path | BinaryIO) -> bytes:
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    source.seek(0)
+    return source.read()
+
+
+def _without_text_chunks(data: bytes) -> bytes:
+    """A PNG's bytes with every text chunk left out (other chunks, pixels included, as they are)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return data
+    kept = [_PNG_SIGNATURE]
+    at = len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        end = at + 12 + length
+        if data[at + 4:at + 8] not in _TEXT_CHUNKS:
+            kept.append(data[at:end])
+        at = end
+    return b"".join(kept)
+
+
+def _load_rgb(source: str | Path | BinaryIO, max_pixels: int | None,
+              before_load: Callable[[Image.Image], None] | None) -> np.ndarray:
+    try:
         with Image.open(source) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
@@ -88,6 +128,8 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
         raise ImageDecodeError("is a directory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, ValueError) and ("MAX_TEXT" in reason or "text chunks" in reason):
+            raise ImageDecodeError(_TEXT_LIMIT_PREFIX + reason) from None
         raise ImageDecodeError(f"cannot decode image: {reason}") from None
 
 

@@ -29,3 +29,11 @@ class DeviceError(EngineError):
 
 class WeightsError(EngineError):
     """A checkpoint could not be found, fetched or loaded; the message says which, where and why."""
+
+
+class ImageInputError(EngineError, ValueError):
+    """An image handed to the API is of a kind or shape the engine cannot take; the message says which."""
+
+
+class SettingError(EngineError, ValueError):
+    """A parameter of the API has a value it cannot take; ``setting`` names it."""
