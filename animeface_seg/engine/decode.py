@@ -6,7 +6,8 @@ channel is composited over white with the reference's float32 formula.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,15 +39,19 @@ def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.nan_to_num(scaled).clip(0, 255).round().astype(np.uint8), "L")
 
 
+def has_alpha(image: Image.Image) -> bool:
+    """Whether an opened image has transparency to composite over white (an alpha band or a transparent colour)."""
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+
+
 def to_rgb_array(image: Image.Image) -> np.ndarray:
     """Convert an opened PIL image (first frame) to an HxWx3 uint8 RGB array."""
     image = ImageOps.exif_transpose(image) or image
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _high_bit_depth_to_8bit(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info
-    )
-    if has_alpha:
+    if has_alpha(image):
         return composite_over_white(np.asarray(image.convert("RGBA")))
     if image.mode != "RGB":
         image = image.convert("RGB")
@@ -61,16 +66,22 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
     by raising an ``EngineError`` (the memory budget does). Raises ``ImageDecodeError`` with a
     one-line reason for empty, truncated, corrupt, non-image or oversized files.
     """
-    try:
+    with decode_errors(source):
         with Image.open(source) as image:
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise _too_large(width, height, max_pixels)
+            check_pixels(*image.size, max_pixels)
             if before_load is not None:
                 before_load(image)
             image.seek(0)
             image.load()
             return to_rgb_array(image)
+
+
+@contextmanager
+def decode_errors(source: str | Path | BinaryIO) -> Iterator[None]:
+    """Turn what Pillow and the file system raise while opening and decoding ``source`` into
+    ``ImageDecodeError``s with a one-line reason; ``EngineError``s pass through unchanged."""
+    try:
+        yield
     except EngineError:
         raise
     except Image.DecompressionBombError as exc:
@@ -91,8 +102,10 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
         raise ImageDecodeError(f"cannot decode image: {reason}") from None
 
 
-def _too_large(width: int, height: int, max_pixels: int) -> ImageDecodeError:
-    return ImageDecodeError(
-        f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
-        setting="max_pixels",
-    )
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    """Raise ``ImageDecodeError`` when ``width`` x ``height`` is over ``max_pixels`` (``None``: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+            setting="max_pixels",
+        )
