@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from animeface_seg.engine.errors import EngineError, ImageDecodeError
+from animeface_seg.engine.errors import EngineError, ImageDecodeError, UnrecognisedImageError
 
 #: Default limit on width x height, against decompression bombs (about a 16k x 16k image).
 #: Checked on every open, from the header, before any pixel is decoded. Pillow's own global
@@ -77,9 +77,10 @@ def load_rgb(source: str | Path | BinaryIO, max_pixels: int | None = DEFAULT_MAX
 
 
 @contextmanager
-def decode_errors(source: str | Path | BinaryIO) -> Iterator[None]:
-    """Turn what Pillow and the file system raise while opening and decoding ``source`` into
-    ``ImageDecodeError``s with a one-line reason; ``EngineError``s pass through unchanged."""
+def decode_errors(source: str | Path | BinaryIO, what: str = "image") -> Iterator[None]:
+    """Turn what Pillow (or PyAV) and the file system raise while opening and decoding ``source`` into
+    ``ImageDecodeError``s with a one-line reason; ``EngineError``s pass through unchanged. ``what``
+    names the kind of file in the reason (``cannot decode video: ...``)."""
     try:
         yield
     except EngineError:
@@ -90,7 +91,7 @@ def decode_errors(source: str | Path | BinaryIO) -> Iterator[None]:
     except UnidentifiedImageError:
         if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
             raise ImageDecodeError("file is empty (0 bytes)") from None
-        raise ImageDecodeError("not a recognised image file") from None
+        raise UnrecognisedImageError("not a recognised image file") from None
     except FileNotFoundError:
         raise ImageDecodeError("file not found") from None
     except PermissionError:
@@ -99,7 +100,7 @@ def decode_errors(source: str | Path | BinaryIO) -> Iterator[None]:
         raise ImageDecodeError("is a directory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise ImageDecodeError(f"cannot decode image: {reason}") from None
+        raise ImageDecodeError(f"cannot decode {what}: {reason}") from None
 
 
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
