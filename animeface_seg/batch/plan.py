@@ -4,7 +4,8 @@ The rule: no input may lie inside OUT (outputs written there could replace it; w
 never enters OUT, so OUT may sit inside an input folder, never the other way round). No output
 may be the same path as another output of any kind, sit where a folder must go for another
 output, sit where a folder already is, lie below an existing file, or be the same file as an
-input. Output names are compared the way OUT's file system compares them: exactly where it
+input. A clip (a video, an animated image; ``mark_clips``) owns its frame folder: no other output,
+and no other clip's folder, may lie in it, be it, or hold it. Output names are compared the way OUT's file system compares them: exactly where it
 tells letter case and Unicode spellings apart, case-folded and NFC-normalised where it does not
 (``NameRule.probe`` asks the file system). Inputs are compared by identity (device and inode),
 which needs no name rule. A conflict stops the run before anything is written.
@@ -18,13 +19,14 @@ import sys
 import tempfile
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.engine.frames import is_multi_frame
 
 #: How many conflicts a message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -111,18 +113,27 @@ class PlanError(InputError):
 
 def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind], *,
               layout: Layout = Layout.MIRROR, recursive: bool = True, stdin: TextIO | None = None,
-              null: bool = False, root: Path | None = None, allow_empty: bool = False) -> Plan:
+              null: bool = False, root: Path | None = None, allow_empty: bool = False, clips: bool = True) -> Plan:
     """Discover the inputs and check every output path against the rule; raise ``PlanError`` on conflicts.
 
-    ``allow_empty`` accepts folders with no image yet (a watched drop folder).
+    ``allow_empty`` accepts folders with no image yet (a watched drop folder). With ``clips``, inputs
+    holding many frames become clips (``mark_clips``); without, every input is a still (its first frame).
     """
     jobs = discover(inputs, out_dir, recursive=recursive, stdin=stdin, null=null, root=root,
                     allow_empty=allow_empty)
+    if clips:
+        jobs = mark_clips(jobs)
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir))
     conflicts = check(plan)
     if conflicts:
         raise PlanError(conflicts)
     return plan
+
+
+def mark_clips(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` with ``clip`` set on each runnable one whose file holds many frames: videos by their
+    extension, GIF/APNG/WebP/TIFF from their headers (``frames.is_multi_frame``); no pixel is decoded."""
+    return [replace(job, clip=True) if job.runnable and is_multi_frame(job.source) else job for job in jobs]
 
 
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
@@ -159,6 +170,8 @@ class _Outputs:
     def __init__(self) -> None:
         self.files: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
         self.folders: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
+        self.clips: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
+        """Frame folders of clips, which nothing else may share."""
         self.clear: dict[Path, tuple[Job, OutputKind]] = {}
         self.conflicts: list[tuple[str, str]] = []
 
@@ -168,16 +181,64 @@ def _planned_outputs(plan: Plan) -> _Outputs:
     for job in plan.jobs:
         if not job.runnable:
             continue
+        if job.clip:
+            folders = job.frame_folders(plan.out_dir, plan.kinds, plan.layout)
+            for path, kind in {path: kind for kind, path in reversed(folders.items())}.items():
+                _claim_frames(outputs, plan, path, job, kind)
+            continue
         for kind, path in job.outputs(plan.out_dir, plan.kinds, plan.layout).items():
             _claim(outputs, plan, path, job, kind)
     return outputs
 
 
+def _key(plan: Plan, path: Path) -> tuple[str, ...]:
+    """``path`` below OUT as the file system tells names apart."""
+    return tuple(plan.names.key(part) for part in path.parts[len(plan.out_dir.parts):])
+
+
+def _clip_above(outputs: _Outputs, key: tuple[str, ...]) -> tuple[Path, Job, OutputKind] | None:
+    """The clip whose frame folder holds ``key``, if any."""
+    return next((outputs.clips[key[:i]] for i in range(1, len(key)) if key[:i] in outputs.clips), None)
+
+
+def _claim_frames(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind) -> None:
+    """Record a clip's frame folder, or the conflict it makes with an output, folder or clip claimed before."""
+    key = _key(plan, path)
+    mine = (path, job, kind)
+    if key in outputs.files:
+        other = outputs.files[key]
+        outputs.conflicts.append((f"{shown(path)}: {_what(other)}, but a folder must go there for "
+                                  f"{_what(mine)}", _HINT_FOLDER))
+    elif key in outputs.clips:
+        other = outputs.clips[key]
+        hint = _HINT_SAME if other[0] == path else _HINT_FOLDING
+        outputs.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
+    elif key in outputs.folders or _clip_above(outputs, key):
+        other = outputs.folders.get(key) or _clip_above(outputs, key)
+        inner, outer = (other, mine) if key in outputs.folders else (mine, other)
+        outputs.conflicts.append((_inside(inner, outer), _HINT_SAME))
+    else:
+        outputs.clips[key] = mine
+        _hold_parents(outputs, key, mine)
+        outputs.clear[path] = (job, kind)
+
+
+def _inside(inner: tuple[Path, Job, OutputKind], clip: tuple[Path, Job, OutputKind]) -> str:
+    return f"{shown(inner[0])}: {_what(inner)}, inside {shown(clip[0])}, which holds {_what(clip)}"
+
+
 def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind) -> None:
     """Record one output, or the conflict it makes with an output or folder claimed before."""
-    parts = path.parts[len(plan.out_dir.parts):]
-    key = tuple(plan.names.key(part) for part in parts)
+    key = _key(plan, path)
     mine = (path, job, kind)
+    if key in outputs.clips:
+        outputs.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
+                                  f"{_what(outputs.clips[key])}", _HINT_FOLDER))
+        return
+    clip = _clip_above(outputs, key)
+    if clip:
+        outputs.conflicts.append((_inside(mine, clip), _HINT_SAME))
+        return
     if key in outputs.files:
         other = outputs.files[key]
         hint = _HINT_KINDS if other[2] != kind else _HINT_SAME
@@ -191,6 +252,12 @@ def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind
                                   f"{_what(other)}", _HINT_FOLDER))
         return
     outputs.files[key] = mine
+    _hold_parents(outputs, key, mine)
+    outputs.clear[path] = (job, kind)
+
+
+def _hold_parents(outputs: _Outputs, key: tuple[str, ...], mine: tuple[Path, Job, OutputKind]) -> None:
+    """Record the folders above ``key`` as needed by ``mine``, or the conflict with a file claimed there."""
     parent = key[:-1]
     while parent and parent not in outputs.folders:
         outputs.folders[parent] = mine
@@ -199,28 +266,32 @@ def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind
             outputs.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
                                       f"{_what(mine)}", _HINT_FOLDER))
         parent = parent[:-1]
-    outputs.clear[path] = (job, kind)
 
 
 def _what(claim: tuple[Path, Job, OutputKind]) -> str:
+    if claim[1].clip:
+        return f"the frames of {shown(claim[1].source)}"
     return f"the {claim[2]} of {shown(claim[1].source)}"
 
 
 def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set) -> list[tuple[str, str]]:
-    """Conflicts of one output with what is already on disk: a folder there, a file above, an input."""
+    """Conflicts of one output (a clip's frame folder) with what is already on disk: a folder (a file)
+    there, a file above, an input."""
+    mine = _what((path, job, kind))
     try:
         st = path.stat()
     except NotADirectoryError:
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
-        return [(f"{shown(blocker)} is a file, but a folder must go there for the {kind} of "
-                 f"{shown(job.source)}", _HINT_FOLDER)]
+        return [(f"{shown(blocker)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     except OSError:  # not there yet (the usual case), or unreadable: the writer reports that one
         return []
+    if job.clip:
+        return [] if stat.S_ISDIR(st.st_mode) else [
+            (f"{shown(path)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     if stat.S_ISDIR(st.st_mode):
-        return [(f"{shown(path)} is a folder, but the {kind} of {shown(job.source)} goes there", _HINT_FOLDER)]
+        return [(f"{shown(path)} is a folder, but {mine} goes there", _HINT_FOLDER)]
     if (st.st_dev, st.st_ino) in inputs:
-        return [(f"{shown(path)}: the {kind} of {shown(job.source)} would overwrite an input (the same file)",
-                 _HINT_INSIDE_OUT)]
+        return [(f"{shown(path)}: {mine} would overwrite an input (the same file)", _HINT_INSIDE_OUT)]
     return []
 
 
