@@ -327,3 +327,20 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
         f"{out / 'blocked'} is a file, but a folder must go there for the frames of in/blocked.mp4",
         f"{out / 'file'} is a file, but a folder must go there for the frames of in/file/deep.mp4",
     ]
+
+
+def test_frame_outputs_are_numbered_files_in_the_clip_folder():
+    from animeface_seg.batch.naming import clip_folders, frame_output_paths
+
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)
+    assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
+        OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
+        OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}
+    assert frame_output_paths(out, clip, kinds[:2], Layout.BY_KIND, 1_234_567) == {
+        OutputKind.MAP: out / "maps/a/clip/1234567.png", OutputKind.MASK: out / "masks/a/clip/1234567.png"}
+    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)[OutputKind.MAP].name == "999999.png"
+    assert clip_folders(out, clip, kinds[:2]) == {OutputKind.MAP: out / "a/clip", OutputKind.MASK: out / "a/clip"}
+    assert clip_folders(out, clip, kinds[:2], Layout.BY_KIND) == {
+        OutputKind.MAP: out / "maps/a/clip", OutputKind.MASK: out / "masks/a/clip"}
+    with pytest.raises(ValueError, match="start at 1"):
+        frame_output_paths(out, clip, kinds, Layout.MIRROR, 0)
