@@ -63,13 +63,14 @@ def read_all(source, **options):
 @pytest.mark.parametrize("name, codec", [("clip.mp4", H264), ("CLIP.MOV", H264), ("clip.mkv", H264),
                                          ("clip.webm", "libvpx-vp9"), ("clip.AVI", "mpeg4")])
 def test_video_frames_in_display_order_as_pyav_rgb24(tmp_path, name, codec):
-    path = write_video(tmp_path / name, (solid(c) for c in COLOURS), codec)
+    path = write_video(tmp_path / name, (solid(c, (66, 46)) for c in COLOURS), codec)  # rows PyAV pads
     assert is_multi_frame(path)
     info, frames = read_all(path)
     assert [f.number for f in frames] == list(range(1, 9))
     assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(8)])
     for frame, colour in zip(frames, COLOURS):
-        assert frame.image.shape == (48, 64, 3) and frame.image.dtype == np.uint8
+        assert frame.image.shape == (46, 66, 3) and frame.image.dtype == np.uint8
+        assert frame.image.flags.c_contiguous and frame.image.flags.writeable
         assert np.abs(frame.image.reshape(-1, 3).mean(0) - colour).max() < 12, (frame.number, colour)
     reference = pyav_rgb24(path)
     assert len(reference) == 8 and all(np.array_equal(f.image, r) for f, r in zip(frames, reference))

@@ -275,7 +275,8 @@ class _VideoClip(Clip):
             if not self._container.streams.video:
                 raise ImageDecodeError("the file has no video stream")
             self._stream = stream = self._container.streams.video[0]
-            check(stream.codec_context.width, stream.codec_context.height, "RGB", False)
+            if stream.codec_context.width and stream.codec_context.height:  # else known at the first frame
+                check(stream.codec_context.width, stream.codec_context.height, "RGB", False)
         except BaseException:
             self._container.close()
             raise
@@ -333,7 +334,7 @@ def _stream_duration(stream) -> float | None:
 
 
 def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """``image`` turned counterclockwise by ``rotation`` degrees (a display matrix's rotation, a multiple of 90)."""
-    turns = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    """``image`` turned counterclockwise by ``rotation`` degrees (a display matrix's rotation, a multiple of 90),
+    in one contiguous block (PyAV's rows keep their padding)."""
+    return np.ascontiguousarray(np.rot90(image, round(rotation / 90) % 4))
 
