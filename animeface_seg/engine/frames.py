@@ -266,10 +266,10 @@ class _VideoClip(Clip):
             try:
                 self._container = av.open(str(source) if isinstance(source, Path) else source)
             except av.FFmpegError as exc:
+                if isinstance(exc, OSError):  # not found, permission denied, a folder: said as for images
+                    raise
                 if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
                     raise ImageDecodeError("file is empty (0 bytes)") from None
-                if isinstance(exc, OSError):
-                    raise
                 raise ClipDecodeError(f"cannot decode video: {exc.strerror or exc}", 0) from None
         try:
             if not self._container.streams.video:
