@@ -266,3 +266,17 @@ def test_memory_stays_flat_for_a_ten_times_longer_clip(tmp_path):
     assert (short_count, long_count) == (30, 300)
     # holding the frames would take 270 x 225 KiB = 59 MiB more
     assert long_peak - short_peak < 12 * 1024, json.dumps({"short": short_peak, "long": long_peak})
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+@pytest.mark.parametrize("name", ["cut.gif", "cut.tiff"])
+def test_cut_gif_and_tiff_fail_as_decode_errors(tmp_path, name):
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)) for _ in range(10)]
+    data = save_animation(tmp_path / f"full-{name}", frames, duration=40).read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ClipDecodeError, match="cannot be decoded|cannot decode image") as failure:
+        with open_frames(cut) as clip:
+            list(clip)
+    assert 0 <= failure.value.frames_decoded < 10 and "\n" not in str(failure.value)

@@ -30,8 +30,10 @@ from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
 #: Image extensions whose files may hold more than one frame.
 _ANIMATED_EXTENSIONS = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".tiff"})
-#: What Pillow raises for damaged animations besides OSError (mid-file seeks into garbage).
-_PILLOW_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+#: What Pillow raises for cut headers and seeks into garbage, beyond what ``decode.decode_errors`` knows.
+_DAMAGE_ERRORS = (IndexError, TypeError, struct.error)
+#: Everything Pillow raises for damaged animations.
+_PILLOW_ERRORS = (OSError, SyntaxError, ValueError, EOFError, *_DAMAGE_ERRORS)
 #: Matroska's per-track ``DURATION`` tag, ``HH:MM:SS.fraction``.
 _DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
@@ -210,13 +212,19 @@ class _AnimationClip(Clip):
         super().__init__(step)
         self._check = check
         with decode_errors(source):
-            self._image = Image.open(source)
             try:
-                check(*self._image.size, self._image.mode, has_alpha(self._image))
-                count = getattr(self._image, "n_frames", 1)
-            except BaseException:
-                self._image.close()
-                raise
+                self._image = Image.open(source)
+            except _DAMAGE_ERRORS as exc:
+                raise ClipDecodeError(f"cannot decode image: {exc or type(exc).__name__}", 0) from None
+        try:
+            check(*self._image.size, self._image.mode, has_alpha(self._image))
+        except BaseException:
+            self._image.close()
+            raise
+        try:
+            count = getattr(self._image, "n_frames", 1)
+        except _PILLOW_ERRORS:  # the frames cannot all be found: the iteration says where it stops
+            count = None
         self.info = ClipInfo(self._image.format or "", count, None, None)
 
     def _frames(self) -> Iterator[Frame]:
