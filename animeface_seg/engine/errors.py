@@ -19,6 +19,10 @@ class ImageDecodeError(EngineError):
     """An input could not be turned into an RGB image; the message says why."""
 
 
+class UnrecognisedImageError(ImageDecodeError):
+    """The file is in no image format Pillow knows (it may still be a video)."""
+
+
 class ImageShapeError(EngineError, ValueError):
     """The image's aspect ratio is too extreme to process at 512 on the short side."""
 
