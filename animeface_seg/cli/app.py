@@ -19,6 +19,7 @@ import typer
 from animeface_seg import __version__
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout
+from animeface_seg.engine.palette import CLASS_NAMES, select_classes
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
@@ -122,6 +123,10 @@ def command(
         "--cutout", help="Also write <name>_cutout.png: the source with the mask as transparency.")] = False,
     overlay: Annotated[bool, typer.Option(
         "--overlay", help="Also write <name>_overlay.png: the map blended over the source, for checking.")] = False,
+    class_masks: Annotated[Optional[str], typer.Option(
+        "--class-masks", metavar="LIST", help="Also write a mask per face-part class, <name>_<class>.png "
+        f"(by-kind: OUT/<class>/...), 255 where the map has that class: comma-separated from "
+        f"{', '.join(CLASS_NAMES)}, or all. E.g. --class-masks hair,eye", show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Resume: skip inputs whose outputs all exist already.")] = False,
     recursive: Annotated[bool, typer.Option(
@@ -195,6 +200,7 @@ def command(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    classes = _class_names(class_masks)
     from animeface_seg.engine.errors import EngineError
     from animeface_seg.batch.discovery import InputError
     from animeface_seg.cli.process_setup import signals_deferred
@@ -231,8 +237,8 @@ def command(
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
         budget = _memory_budget(memory_budget)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
-                    overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
-                    precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
+                    overlay=overlay, class_masks=classes, skip_existing=skip_existing, recursive=recursive,
+                    device=device, precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
                     layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options,
                     memory_budget=budget)
@@ -261,8 +267,8 @@ def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
 
 
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
-         overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
-         batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
+         overlay: bool, class_masks: tuple[str, ...], skip_existing: bool, recursive: bool, device: str,
+         precision: str, batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
          weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
          root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
          ray_options: dict[str, Any] | None = None, memory_budget: int | None = None) -> None:
@@ -284,7 +290,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     from animeface_seg.engine.device import cpu_has_native_bf16
 
     drop = ray_session = None
-    kinds = output_kinds(keep_background, cutout, overlay)
+    kinds = output_kinds(keep_background, cutout, overlay, class_masks)
     try:
         if watch:
             try:
@@ -350,8 +356,8 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         if segmentor.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
     settings = RunSettings.decide(output, device_type, keep_background=keep_background, cutout=cutout,
-                                  overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout,
+                                  overlay=overlay, class_masks=class_masks, batch_size=batch_size,
+                                  workers=workers, skip_existing=skip_existing, max_pixels=max_pixels, layout=layout,
                                   memory_budget=memory_budget)
     reporter.info(f"device: {description}; {len(jobs)} input(s) -> {shown(output)}")
     if stale:
@@ -386,6 +392,16 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     if stop is not None and (not watch or isinstance(stop, StreamClosed)):
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
+
+
+def _class_names(text: str | None) -> tuple[str, ...]:
+    """``--class-masks LIST`` as class names in palette order (none when not given); checked before anything loads."""
+    if text is None:
+        return ()
+    try:
+        return select_classes(text)
+    except ValueError as exc:
+        raise _fail(f"--class-masks: {exc}") from None
 
 
 def _memory_budget(text: str | None) -> int | None:
