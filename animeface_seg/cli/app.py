@@ -46,6 +46,7 @@ Examples:
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
   find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
+  animeface-seg data/ -o out/ --class-masks hair,eye  # also out/<name>_hair.png, out/<name>_eye.png
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
