@@ -129,3 +129,21 @@ def test_library_class_masks_on_host_and_device(segmentor, inputs):
         np.testing.assert_array_equal(device_mask.cpu().numpy(), mask)
     with pytest.raises(ValueError, match="unknown class 'ears'; the classes are background, hair, eye"):
         result.class_mask("ears")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_class_masks_stay_on_the_gpu(weights_dir, inputs):
+    """On CUDA the device result's masks and the ComfyUI node's masks stay on the GPU and match the host's."""
+    from animeface_seg import Segmentor
+    from animeface_seg.integrations.comfyui.tensors import class_mask
+
+    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cuda", output_size="processed")
+    result = seg.segment_on_device([inputs / "c.jpg"])[0]
+    host = result.to_host()
+    image = result.colors[None].float() / 255.0  # the map as a ComfyUI IMAGE, on the GPU
+    for name in CLASS_NAMES:
+        mask, from_map = result.class_mask(name), class_mask(image, name)
+        assert mask.device.type == from_map.device.type == "cuda"
+        np.testing.assert_array_equal(mask.cpu().numpy(), host.class_mask(name))
+        np.testing.assert_array_equal(from_map[0].cpu().numpy() * 255, host.class_mask(name))
