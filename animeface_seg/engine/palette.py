@@ -40,13 +40,12 @@ def select_classes(spec: str) -> tuple[str, ...]:
     that lists the valid ones.
     """
     names = {name.strip().lower() for name in spec.split(",")}
-    if names == {"all"}:
-        return CLASS_NAMES
-    unknown = sorted(name for name in names if name not in CLASS_NAMES)
+    unknown = sorted(names - {*CLASS_NAMES, "all"})
     if unknown:
-        raise ValueError(f"unknown class{'es' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; choose from "
+        listed = ", ".join(map(repr, unknown))
+        raise ValueError(f"unknown class{'es' if len(unknown) > 1 else ''} {listed}; choose from "
                          f"{', '.join(CLASS_NAMES)}, or all")
-    return tuple(name for name in CLASS_NAMES if name in names)
+    return CLASS_NAMES if "all" in names else tuple(name for name in CLASS_NAMES if name in names)
 
 
 def palette_tensor(device: torch.device | str = "cpu") -> torch.Tensor:
