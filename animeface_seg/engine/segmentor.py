@@ -27,7 +27,7 @@ from animeface_seg.engine.errors import SettingError
 from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
 from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
-from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, palette_tensor
+from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_tensor
 from animeface_seg.engine.weights import ABG, UNET, build, load, resolve
 
 OutputSize = Literal["original", "processed"]
@@ -53,6 +53,13 @@ class Segmentation:
     mask_coverage: float | None
     """Mean of the mask in [0, 1]; None when the background was kept (no mask computed)."""
 
+    def class_mask(self, name: str) -> np.ndarray:
+        """H x W uint8 mask of one class (``palette.CLASS_NAMES``): 255 where the map has it, else 0.
+
+        Read from ``classes``, the grid ``colors`` is drawn from, so it is ``colors == colour`` exactly.
+        """
+        return np.where(self.classes == class_index(name), np.uint8(255), np.uint8(0))
+
 
 @dataclass
 class DeviceSegmentation:
@@ -68,6 +75,10 @@ class DeviceSegmentation:
     """The class fractions, then the mask's mean when there is a mask (float32)."""
     original_size: tuple[int, int]
     processed_size: tuple[int, int]
+
+    def class_mask(self, name: str) -> torch.Tensor:
+        """(H, W) uint8 mask of one class, 255 where the map has it, else 0; on the device like ``classes``."""
+        return (self.classes == class_index(name)).to(torch.uint8).mul_(255)
 
     def to_host(self) -> Segmentation:
         """Copy to numpy (waits for the device)."""
