@@ -66,7 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", required=True)
     parser.add_argument("--sizes", nargs="+", default=["6000x6000", "2000x12000"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="batch sizes for 8 images of 512x768")
+    parser.add_argument("--combos", nargs="+", default=list(COMBOS), choices=list(COMBOS), metavar="COMBO",
+                        help=f"output combinations to measure (default all: {', '.join(COMBOS)})")
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8], help="batch sizes for 8 images of 512x768")
     parser.add_argument("--json", type=Path, help="save the rows here")
     args = parser.parse_args()
     rows = []
@@ -81,7 +83,8 @@ def main() -> None:
             folder = root / size
             folder.mkdir()
             _image(folder / "big.png", width, height)
-            for name, extra in COMBOS.items():
+            for name in args.combos:
+                extra = COMBOS[name]
                 peak = _peak(_command(folder, root / f"out-{size}-{len(rows)}", args.weights_dir, extra))
                 kinds = output_kinds("--keep-background" in extra, "--cutout" in extra, "--overlay" in extra,
                                      ("background", "hair", "eye", "mouth", "face", "skin", "clothes")

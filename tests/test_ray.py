@@ -269,14 +269,24 @@ def test_s3_input_and_output(ray_instance, s3_server, run_cli, folder, tmp_path)
     records = _records(proc.stdout)
     assert records["a.png"]["input"] == f"s3://{BUCKET}/in/a.png"
     assert records["c.png"]["outputs"] == {"map": f"s3://{BUCKET}/out/nested/c.png"}
+    # old.png holds no settings record: made again, as the local engine does, saying why
     assert {name: r["status"] for name, r in records.items()} == {
-        "a.png": "ok", "c.png": "ok", "old.png": "skipped", "broken.png": "error"}
+        "a.png": "ok", "c.png": "ok", "old.png": "ok", "broken.png": "error"}
+    assert records["old.png"]["reason"].startswith("old.png has no animeface-seg record")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
     assert keys == ["out/a.png", f"out/{MANIFEST}", "out/nested/c.png", "out/old.png"]
-    assert s3.get_object(Bucket=BUCKET, Key="out/old.png")["Body"].read() == b"done by an earlier run"
+    assert s3.get_object(Bucket=BUCKET, Key="out/old.png")["Body"].read().startswith(b"\x89PNG")
     manifest = s3.get_object(Bucket=BUCKET, Key=f"out/{MANIFEST}")["Body"].read().decode()
     assert sorted(json.loads(line)["input"] for line in manifest.splitlines()) == sorted(
         r["input"] for r in records.values())
+
+    # the same settings again: every object's record (read from its first bytes) matches
+    again = run_cli(f"s3://{BUCKET}/in", "-o", f"s3://{BUCKET}/out", "--engine", "ray", "--keep-background",
+                    "--batch-size", "2", "--device", "cpu", "--json", "--skip-existing",
+                    env={"AWS_ENDPOINT_URL": s3_server})
+    statuses = {name: (r["status"], r["reason"]) for name, r in _records(again.stdout).items()}
+    assert statuses == {"a.png": ("skipped", "already done"), "c.png": ("skipped", "already done"),
+                        "old.png": ("skipped", "already done"), "broken.png": ("error", None)}
 
     local = run_cli(str(folder / "a.png"), str(folder / "nested"), "-o", str(tmp_path / "local"),
                     "--keep-background", "--batch-size", "2")

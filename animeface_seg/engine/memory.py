@@ -95,8 +95,10 @@ def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_
         "networks": kept + network_bytes((ph, pw), remove_background),
         # classes, their int64 index into the palette, colours; the float mask, its scaled copy, uint8 mask
         "results": kept + out * (12 + (9 if remove_background else 0)),
-        # results alive, plus Pillow's copies while encoding (4 bytes a pixel) and the cutout/overlay
-        "writing": kept + out * (5 + 4) + (9 * pixels if keep_source else 0),
+        # results alive, plus Pillow's copies while encoding (4 bytes a pixel); the cutout's RGB and RGBA
+        # images, its float mask at the original size and the overlay's copies (fitted on measurements,
+        # docs/memory.md: 31.6 bytes a pixel measured at 5000x5000, rounded up with a margin)
+        "writing": kept + out * (5 + 4) + (26 * pixels if keep_source else 0),
     }
     if device_type == "cpu":
         return Estimate(max(stages.values()), 0, stages)
