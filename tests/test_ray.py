@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import agreement, make_image, read_gray, read_rgb
+from conftest import agreement, cli_command, make_image, read_gray, read_rgb, signal_when_written
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the ray extra: pip install -e '.[test]'")
 
@@ -295,3 +295,20 @@ def test_s3_input_and_output(ray_instance, s3_server, run_cli, folder, tmp_path)
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         with Image.open(io.BytesIO(body)) as image:
             assert agreement(np.array(image.convert("RGB")), read_rgb(path)) >= 0.9999, key
+
+
+def test_sigterm_stops_a_ray_run_in_order(ray_env, weights_dir, tmp_path):
+    """Joining Ray installs a SIGTERM handler that aborts the process; the command takes it back, so a
+    stop is the documented one: exit 143, the summary, whole output sets, the instance it started shut down."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(10):
+        make_image(src / f"p{i}.png", (256, 200), seed=i)
+    args = [*cli_command(), str(src), "-o", str(out), "--engine", "ray", "--replicas", "1", "--json",
+            "--weights-dir", str(weights_dir)]
+    proc = signal_when_written(args, out, "*_mask.png", signal.SIGTERM, env=ray_env)
+    assert proc.returncode == 143, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr and "SIGTERM received" not in proc.stderr
+    for image in src.iterdir():
+        present = {path.name for path in out.glob(f"{image.stem}*.png")}
+        assert present in (set(), {f"{image.stem}.png", f"{image.stem}_mask.png"}), present
+    assert not [path for path in out.rglob(".*") if path.name.endswith(".tmp")]

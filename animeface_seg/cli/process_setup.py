@@ -25,6 +25,7 @@ class _Signals:
     """Ctrl-C and SIGTERM stop the run once: the first raises (at once, or when a deferred step
     ends); later ones are ignored, so the orderly stop (finishing writes, reporting) is never cut short."""
 
+    installed = False
     stopping = False
     held = 0
     pending: KeyboardInterrupt | None = None
@@ -47,8 +48,16 @@ class _Signals:
 
 def install_signal_handlers() -> None:
     """SIGTERM and Ctrl-C raise ``Terminated`` / ``KeyboardInterrupt`` once (call from the entry point)."""
+    _Signals.installed = True
     signal.signal(signal.SIGTERM, _Signals.handle)
     signal.signal(signal.SIGINT, _Signals.handle)
+
+
+def reclaim_signal_handlers() -> None:
+    """Take SIGTERM and Ctrl-C back from a library that set its own handlers while starting (Ray's core
+    worker aborts the whole process on SIGTERM); only in a process whose entry point installed ours."""
+    if _Signals.installed and not _Signals.stopping:
+        install_signal_handlers()
 
 
 @contextlib.contextmanager

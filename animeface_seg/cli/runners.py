@@ -152,7 +152,10 @@ class RayRunner(Runner):
         return plan_remote(jobs, r.output, r.kinds, layout=r.layout)
 
     def start(self) -> None:
+        from animeface_seg.cli.process_setup import reclaim_signal_handlers
+
         self.session.start()
+        reclaim_signal_handlers()  # joining Ray installs handlers that would abort the run on SIGTERM
 
     @property
     def device_type(self) -> str:
