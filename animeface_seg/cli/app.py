@@ -189,6 +189,10 @@ def command(
         "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
         "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
         "80% of the free GPU memory].", show_default=False)] = None,
+    review: Annotated[bool, typer.Option(
+        "--review", help="At the end, write OUT/index.html: a page (offline, no network) with thumbnails, class "
+        "fractions, mask coverage and failures of every input in OUT, this run's and earlier ones', to sort "
+        "and filter.")] = False,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -230,12 +234,17 @@ def command(
         if json_lines and (env.stdout or sys.stdout) is None:
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
         budget = _memory_budget(memory_budget)
+        if review:  # issue 18: the review page
+            from animeface_seg.batch.review import review_problem
+
+            if problem := review_problem(output):
+                raise _fail(problem)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
                     precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
                     layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options,
-                    memory_budget=budget)
+                    memory_budget=budget, review=review)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
@@ -265,7 +274,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
          weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
          root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
-         ray_options: dict[str, Any] | None = None, memory_budget: int | None = None) -> None:
+         ray_options: dict[str, Any] | None = None, memory_budget: int | None = None, review: bool = False) -> None:
     """Plan the run (every output checked), check OUT, report inputs that fail up front, build the
     segmentor, stream every remaining input through it and report.
 
@@ -273,6 +282,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1). With
     ``ray_options`` the jobs run on a Ray cluster (``integrations/ray``) instead of in this process.
     """
+    from animeface_seg.batch.manifest import Manifest, kept
     from animeface_seg.batch.pipeline import early_outcome, process
     from animeface_seg.batch.plan import make_plan, plan_remote
     from animeface_seg.batch.settings import RunSettings, output_kinds
@@ -308,8 +318,10 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
         else:
             plan = make_plan(inputs, output, kinds, layout=layout, recursive=recursive, stdin=stdin, null=null,
                              root=root, allow_empty=watch)
+        # issue 18: every record kept in OUT's manifest (the Ray engine keeps its own)
+        manifest = Manifest(output, warn=_warn) if ray_options is None else None
         reporter = Reporter(None if watch else len(plan.jobs), json_lines=json_lines, quiet=quiet,
-                            stdout=env.stdout, stderr=env.stderr)
+                            stdout=env.stdout, stderr=env.stderr, on_record=manifest and manifest.add)
         jobs = []
         for job in plan.jobs:
             early = early_outcome(job, {})
@@ -366,7 +378,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     if ray_session is None and segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 \
             and not cpu_has_native_bf16():
         reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
-    with reporter:
+    with reporter, kept(manifest, periodic=watch):  # issue 18: the manifest is written however the run ends
         try:
             outcomes = process(source, segmentor, settings) if ray_session is None \
                 else ray_session.process(jobs, settings)
@@ -376,6 +388,13 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
                 drop.stop()
             if ray_session is not None:
                 ray_session.close()
+    try:  # issue 18: the review page, after the manifest is complete
+        if review:
+            from animeface_seg.batch.review import write_review
+
+            reporter.info(write_review(output, warn=_warn))
+    except KeyboardInterrupt as exc:
+        stop = stop or exc
     try:
         with signals_deferred():
             if isinstance(stop, StreamClosed):
@@ -386,6 +405,10 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
     if stop is not None and (not watch or isinstance(stop, StreamClosed)):
         raise typer.Exit(_stop_code(stop))
     raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"animeface-seg: warning: {message}", err=True)
 
 
 def _memory_budget(text: str | None) -> int | None:
