@@ -93,10 +93,10 @@ def _item(record: dict, out_dir: Path) -> str:
         map_path = os.path.relpath(outputs["map"], out_dir).replace(os.sep, "/")
         attributes.append(f'data-output="{_attr(map_path)}"')
     if isinstance(record.get("mask_coverage"), (int, float)):
-        attributes.append(f'data-coverage="{record["mask_coverage"]:.6g}"')
+        attributes.append(f'data-coverage="{record["mask_coverage"]:.9g}"')
     fractions = record.get("class_fractions")
     if isinstance(fractions, dict):
-        values = " ".join(f"{float(fractions.get(name, 0.0)):.6g}" for name in CLASS_NAMES)
+        values = " ".join(f"{float(fractions.get(name, 0.0)):.9g}" for name in CLASS_NAMES)
         attributes.append(f'data-fractions="{values}"')
     pictures = []
     if status != "error":
