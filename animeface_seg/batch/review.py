@@ -215,7 +215,7 @@ figure.none span { line-height: 150px; color: #999; }
     coverage: el.dataset.coverage === undefined ? NaN : Number(el.dataset.coverage),
     fractions: el.dataset.fractions ? el.dataset.fractions.split(" ").map(Number) : null, drawn: false,
   }));
-  let page = 0;
+  let page = 0, shown = items;
 
   function metric(item, name) {
     if (name === "coverage") return item.coverage;
@@ -274,12 +274,10 @@ figure.none span { line-height: 150px; color: #999; }
     const pages = Math.max(1, Math.ceil(chosen.length / per));
     page = Math.min(page, pages - 1);
     const visible = chosen.slice(page * per, (page + 1) * per);
-    const main = document.getElementById("items");
-    for (const item of items) item.el.classList.remove("shown");
-    const order = document.createDocumentFragment();
-    for (const item of chosen) order.appendChild(item.el);
-    main.prepend(order);
+    for (const item of shown) item.el.classList.remove("shown");
+    document.getElementById("items").prepend(...visible.map((item) => item.el));  // only the shown move
     for (const item of visible) { item.el.classList.add("shown"); draw(item); }
+    shown = visible;
     document.getElementById("shown").textContent = chosen.length
       ? `${page * per + 1}-${page * per + visible.length} of ${chosen.length} shown (page ${page + 1} of ${pages})`
       : `none of ${items.length} match`;
