@@ -37,6 +37,8 @@ mask), removing the background first unless --keep-background is given. Folders 
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
 standard input, one per line (NUL-separated with -0). Every output path is planned and checked
 before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
+Every input's record (as --json prints it) is kept in OUT/animeface-seg-manifest.jsonl, which
+later runs into OUT extend.
 
 \b
 Examples:
@@ -47,6 +49,7 @@ Examples:
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
+  animeface-seg photos/ -o out/ --overlay --review   # then open out/index.html to check them all
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
 error (nothing was processed), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
