@@ -57,8 +57,8 @@ def test_nested_folder_is_mirrored_in_name_order(src: Path, out: Path) -> None:
 
 
 def test_extensions_match_in_any_case(src: Path, out: Path) -> None:
-    touch(src, "a.PNG", "b.JpEg", "c.TIFF", "d.bmp")
-    assert relatives(discover([str(src)], out)) == ["a", "b", "c", "d"]
+    touch(src, "a.PNG", "b.JpEg", "c.TIFF", "d.bmp", "e.MP4", "f.Mov", "g.mkv", "h.WEBM", "i.avi")
+    assert relatives(discover([str(src)], out)) == ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
     assert IMAGE_EXTENSIONS == {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
@@ -213,7 +213,7 @@ def test_nothing_found_explains_what_was_searched(src: Path, out: Path) -> None:
         discover([str(src)], out, recursive=False)
     message = str(raised.value)
     assert f"no images found in: {src}" in message
-    assert ".bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp" in message
+    assert ".avi, .bmp, .gif, .jpeg, .jpg, .mkv, .mov, .mp4, .png, .tif, .tiff, .webm, .webp" in message
     assert "hidden files and folders" in message
     assert "--no-recursive" in message
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 from PIL import Image
 
+from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import MANIFEST_NAME
-from animeface_seg.batch.plan import NameRule
+from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.plan import NameRule, Plan, check, make_plan
 from conftest import make_image
 
 
@@ -233,3 +235,114 @@ def test_missing_inputs_are_reported_without_loading_the_networks(recorded_run, 
     assert "nothing left to process" in result.stderr
     assert [r["status"] for r in records(result.stdout)] == ["error"]
     assert calls == [] and not (tmp_path / "out").exists()
+
+
+# -- clips: a video or an animated image owns a folder of frames ------------------------------------
+
+def animated_gif(path: Path, frames: int = 2) -> Path:
+    """A real GIF of ``frames`` distinct frames (one frame: a still)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.new("RGB", (24, 16), (40 * i, 200 - 40 * i, 90)) for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=50)
+    return path
+
+
+def clip_conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), layout: Layout = Layout.MIRROR) -> list[str]:
+    """The plan's conflict lines for these jobs (names compared exactly)."""
+    return [text for text, _ in check(Plan(jobs, out, tuple(kinds), layout, NameRule()))]
+
+
+def test_a_clip_beside_a_folder_of_the_same_name_is_refused_before_the_networks_load(recorded_run, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "clip" / "x.png", (40, 30))
+    (src / "clip.MP4").write_bytes(b"videos are clips by their name; the plan opens none")
+    before = files_under(tmp_path)
+    result, calls = recorded_run(str(src), "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert (f"{out / 'clip' / 'x.png'}: the map of {src / 'clip' / 'x.png'}, inside {out / 'clip'}, which holds "
+            f"the frames of {src / 'clip.MP4'}") in result.stderr
+    assert calls == [] and files_under(tmp_path) == before and not out.exists()
+
+
+def test_an_animated_gif_beside_a_video_of_the_same_name_is_refused(recorded_run, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    animated_gif(src / "clip.gif")
+    (src / "clip.webm").write_bytes(b"")
+    result, calls = recorded_run(str(src), "-o", str(out), "--layout", "by-kind")
+    assert result.exit_code == 2, result.output
+    for tree in ("maps", "masks"):
+        assert (f"{out / tree / 'clip'}: the frames of {src / 'clip.gif'} and the frames of "
+                f"{src / 'clip.webm'}") in result.stderr
+    assert calls == [] and not out.exists()
+
+
+def test_the_plan_marks_clips_from_names_and_headers_only(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    animated_gif(src / "anim.gif")
+    animated_gif(src / "still.gif", frames=1)
+    (src / "movie.mkv").write_bytes(b"")
+    make_image(src / "photo.png", (40, 30))
+    plan = make_plan([str(src), str(src / "missing.mov")], out, [OutputKind.MAP, OutputKind.MASK])
+    assert {job.source.name: job.clip for job in plan.jobs} == {
+        "anim.gif": True, "movie.mkv": True, "photo.png": False, "still.gif": False, "missing.mov": False}
+    assert plan.jobs[0].frame_folders(out, plan.kinds, plan.layout) == {
+        OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
+    # one picture per file: nothing is a clip, so a still GIF and a video of one name do collide
+    assert not any(job.clip for job in make_plan([str(src)], out, [OutputKind.MAP], clips=False).jobs)
+
+
+def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    animated_gif(src / "clip.gif", frames=1)
+    (src / "clip.mp4").write_bytes(b"")
+    plan = make_plan([str(src)], out, [OutputKind.MAP, OutputKind.MASK])
+    assert [(job.source.name, job.clip) for job in plan.jobs] == [("clip.gif", False), ("clip.mp4", True)]
+
+
+def test_frame_folders_meet_files_folders_and_other_clips(tmp_path):
+    out = tmp_path / "out"
+    jobs = [Job(Path("in/x.png.mp4"), PurePath("x.png"), clip=True), Job(Path("in/x.jpg"), PurePath("x")),
+            Job(Path("in/a/b.gif"), PurePath("a/b"), clip=True), Job(Path("in/a.mkv"), PurePath("a"), clip=True),
+            Job(Path("in/c.avi"), PurePath("c"), clip=True), Job(Path("in/c_mask.png"), PurePath("c_mask")),
+            Job(Path("in/d.mov"), PurePath("d"), "file not found", clip=False)]
+    assert clip_conflicts(jobs, out, (OutputKind.MAP, OutputKind.MASK)) == [
+        f"{out / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
+        f"{out / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'a'}, which holds the frames of in/a.mkv",
+    ]
+    # the same clips in the other order, and each kind in its own tree
+    assert clip_conflicts(jobs[3::-1], out, (OutputKind.MAP,), Layout.BY_KIND) == [
+        f"{out / 'maps' / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'maps' / 'a'}, which holds "
+        f"the frames of in/a.mkv",
+        f"{out / 'maps' / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
+    ]
+
+
+def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_path):
+    out = tmp_path / "out"
+    (out / "done").mkdir(parents=True)
+    (out / "done" / "000001.png").write_bytes(b"")
+    (out / "blocked").write_bytes(b"")
+    (out / "file").write_bytes(b"")
+    jobs = [Job(Path(f"in/{name}.mp4"), PurePath(name), clip=True) for name in ("done", "blocked")]
+    jobs.append(Job(Path("in/file/deep.mp4"), PurePath("file/deep"), clip=True))
+    assert clip_conflicts(jobs, out) == [
+        f"{out / 'blocked'} is a file, but a folder must go there for the frames of in/blocked.mp4",
+        f"{out / 'file'} is a file, but a folder must go there for the frames of in/file/deep.mp4",
+    ]
+
+
+def test_frame_outputs_are_numbered_files_in_the_clip_folder():
+    from animeface_seg.batch.naming import clip_folders, frame_output_paths
+
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)
+    assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
+        OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
+        OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}
+    assert frame_output_paths(out, clip, kinds[:2], Layout.BY_KIND, 1_234_567) == {
+        OutputKind.MAP: out / "maps/a/clip/1234567.png", OutputKind.MASK: out / "masks/a/clip/1234567.png"}
+    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)[OutputKind.MAP].name == "999999.png"
+    assert clip_folders(out, clip, kinds[:2]) == {OutputKind.MAP: out / "a/clip", OutputKind.MASK: out / "a/clip"}
+    assert clip_folders(out, clip, kinds[:2], Layout.BY_KIND) == {
+        OutputKind.MAP: out / "maps/a/clip", OutputKind.MASK: out / "masks/a/clip"}
+    with pytest.raises(ValueError, match="start at 1"):
+        frame_output_paths(out, clip, kinds, Layout.MIRROR, 0)

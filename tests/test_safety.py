@@ -93,23 +93,45 @@ def test_stop_during_start_up_prints_no_traceback(weights_dir, tmp_path, signum,
     assert not (tmp_path / "out" / "a.png").exists()
 
 
-def test_stale_temp_files_removed_and_long_names_written(run_cli, tmp_path):
+def _hold_lock_in_another_pid_namespace(path: Path) -> subprocess.Popen:
+    """A process in a new PID namespace (as in another container) holding the lock of ``path``, as a live
+    writer does; its PID means nothing here."""
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print(os.getpid(), flush=True); time.sleep(600)")
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code, str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "1"  # PID 1 of its own namespace
+    return holder
+
+
+def test_stale_temp_files_removed_live_ones_kept_across_pid_namespaces(run_cli, tmp_path):
     out = tmp_path / "out"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = out / "sub" / f".x.png.animeface-seg-{dead.pid}-140000.tmp"
-    live = out / f".y.png.animeface-seg-{os.getpid()}-1.tmp"
+    stale_old = out / "sub" / ".x.png.animeface-seg-4242-140000.tmp"  # 0.2's naming, its writer gone
+    stale = out / ".z.png.animeface-seg-0123456789ab.tmp"
+    live = out / ".y.png.animeface-seg-a1b2c3d4e5f6.tmp"  # another run's, in another PID namespace
+    young = out / ".w.png.animeface-seg-00000000000f.tmp"  # just created: its writer may not hold it yet
     foreign = out / ".notes.tmp"
-    for path in (stale, live, foreign):
+    long_ago = time.time() - 3600
+    for path in (stale_old, stale, live, young, foreign):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
-    stem = "n" * 236  # the outputs' names fit in 255 bytes; the old temporary names did not
-    make_image(tmp_path / "in" / f"{stem}.png", (64, 64))
+        if path is not young:
+            os.utime(path, (long_ago, long_ago))
+    holder = _hold_lock_in_another_pid_namespace(live)
+    try:
+        stem = "n" * 236  # the outputs' names fit in 255 bytes; the temporary names are shortened
+        make_image(tmp_path / "in" / f"{stem}.png", (64, 64))
+        proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background")
+        assert proc.returncode == 0, proc.stderr
+        assert "removed 2 temporary file(s)" in proc.stderr
+        assert not stale_old.exists() and not stale.exists()
+        assert live.exists() and young.exists() and foreign.exists()
+        assert (out / f"{stem}.png").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
     proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background")
-    assert proc.returncode == 0, proc.stderr
-    assert "removed 1 temporary file(s)" in proc.stderr
-    assert not stale.exists() and live.exists() and foreign.exists()
-    assert (out / f"{stem}.png").is_file()
+    assert "removed 1 temporary file(s)" in proc.stderr and not live.exists()  # its writer is gone now
 
 
 def test_huge_canvas_refused_within_the_budget_with_bounded_peak_rss(weights_dir, tmp_path):

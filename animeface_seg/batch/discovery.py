@@ -21,12 +21,15 @@ from pathlib import Path, PurePath
 from typing import BinaryIO, TextIO
 
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.naming import Layout, OutputKind, output_paths
+from animeface_seg.batch.naming import Layout, OutputKind, clip_folders, output_paths
+from animeface_seg.engine.frames import VIDEO_EXTENSIONS
 
 #: Extensions taken when walking a folder, compared lower-cased; a file named explicitly is taken regardless.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
+#: Everything a folder walk takes: images (some may be animations) and videos.
+INPUT_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 #: How many names an error message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -45,6 +48,9 @@ class Job:
     skip_reason: str | None = None
     identity: Identity | None = field(default=None, compare=False)
     """The file's ``(st_dev, st_ino)`` when it exists, to recognise it under other names."""
+    clip: bool = False
+    """Whether the input holds many frames (a video, an animation), so its outputs are folders of
+    frames; the plan sets it (``plan.mark_clips``), discovery never opens a file."""
 
     @property
     def runnable(self) -> bool:
@@ -55,6 +61,11 @@ class Job:
                 layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
         """Output paths for the requested kinds, e.g. ``out/a/b_mask.png`` (see ``naming.py``)."""
         return output_paths(out_dir, self.relative, kinds, layout)
+
+    def frame_folders(self, out_dir: Path, kinds: Sequence[OutputKind],
+                      layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
+        """The folder of each kind's frames when the job is a clip, e.g. ``out/a/clip`` (see ``naming.py``)."""
+        return clip_folders(out_dir, self.relative, kinds, layout)
 
 
 class InputError(Exception):
@@ -104,7 +115,7 @@ def job_under(root: Path, relative: PurePath) -> Job | None:
 
     For sources that learn of files one at a time (a watched folder), so they follow the walk's rules.
     """
-    if any(part.startswith(".") for part in relative.parts) or not _is_image_name(relative.name):
+    if any(part.startswith(".") for part in relative.parts) or not _is_input_name(relative.name):
         return None
     return Job(root / relative, relative.parent / PurePath(relative.name).stem)
 
@@ -148,8 +159,8 @@ def _expand_stdin(inputs: Sequence[str], stdin: TextIO | None, null: bool) -> li
     return args
 
 
-def _is_image_name(name: str) -> bool:
-    return PurePath(name).suffix.lower() in IMAGE_EXTENSIONS
+def _is_input_name(name: str) -> bool:
+    return PurePath(name).suffix.lower() in INPUT_EXTENSIONS
 
 
 class _Walk:
@@ -244,14 +255,14 @@ class _Walk:
                 return
             st = entry.stat(follow_symlinks=False)
         except OSError as err:
-            if _is_image_name(entry.name):
+            if _is_input_name(entry.name):
                 self.jobs.append(Job(path, relative / PurePath(entry.name).stem,
                                      f"cannot read file: {err.strerror or err}"))
             return
         if stat.S_ISDIR(st.st_mode):
             if self.recursive:
                 self._enter(path, relative / entry.name, st, stack)
-        elif not _is_image_name(entry.name):
+        elif not _is_input_name(entry.name):
             return
         elif stat.S_ISREG(st.st_mode):
             self._file(path, relative / PurePath(entry.name).stem, (st.st_dev, st.st_ino))
@@ -266,7 +277,7 @@ class _Walk:
             try:
                 st = path.stat()
             except OSError as err:
-                if _is_image_name(path.name):
+                if _is_input_name(path.name):
                     broken = isinstance(err, FileNotFoundError)
                     self.jobs.append(Job(path, stem, "broken symbolic link" if broken
                                          else f"cannot follow symbolic link: {err.strerror or err}"))
@@ -274,7 +285,7 @@ class _Walk:
             if stat.S_ISDIR(st.st_mode):
                 if self.recursive:
                     self._walk(path, relative / path.name, st)
-            elif not _is_image_name(path.name):
+            elif not _is_input_name(path.name):
                 continue
             elif stat.S_ISREG(st.st_mode):
                 self._file(path, stem, (st.st_dev, st.st_ino))
@@ -299,7 +310,7 @@ def _nothing_found(inputs: Sequence[str], args: Sequence[str], out_dir: Path, re
     searched = ", ".join(shown(arg) for arg in args[:_MAX_LISTED])
     if len(args) > _MAX_LISTED:
         searched += f" and {len(args) - _MAX_LISTED} more"
-    extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+    extensions = ", ".join(sorted(INPUT_EXTENSIONS))
     depth = "; subfolders were not searched (--no-recursive)" if not recursive else ""
     return (
         f"no images found in: {searched} (looked for {extensions}, in any letter case; hidden files and"

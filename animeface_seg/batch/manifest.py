@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.writers import temp_path
+from animeface_seg.batch.tempfiles import write_set
 
 #: File name of the manifest in OUT (not a PNG, so never taken as an input or planned as an output).
 MANIFEST_NAME = "animeface-seg-manifest.jsonl"
@@ -37,13 +37,7 @@ Warn = Callable[[str], None]
 
 def write_atomic(path: PurePath, data: bytes) -> None:
     """Write ``data`` to the local file ``path`` under a temporary name in its folder, then rename it into place."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_set({Path(path): lambda stream: stream.write(data)})
 
 
 def _read_local(path: PurePath) -> bytes:

@@ -4,6 +4,11 @@ For an input mirrored at ``a/b`` under OUT, the ``mirror`` layout writes the map
 ``OUT/a/b.png``, the mask to ``OUT/a/b_mask.png``, and so on; the ``by-kind`` layout gives each
 kind its own tree with the input's own name (``OUT/maps/a/b.png``, ``OUT/masks/a/b.png``), the
 layout ControlNet training scripts expect. Every output is a PNG.
+
+A clip (a video, an animated image) mirrored at ``a/clip`` gets a folder instead: ``OUT/a/clip/``
+holding ``000001.png``, ``000001_mask.png``, ... (``mirror``), or ``OUT/maps/a/clip/000001.png``,
+``OUT/masks/a/clip/000001.png``, ... (``by-kind``). Frames are numbered by their place in the
+source, from 1, with six digits (more only past 999,999 frames).
 """
 
 from __future__ import annotations
@@ -70,3 +75,28 @@ def output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
         else:
             paths[kind] = out_dir / relative.parent / f"{relative.name}{OUTPUT_SUFFIXES[kind]}.png"
     return paths
+
+
+#: Digits of a frame number in its file name; numbers past 999,999 simply take more.
+FRAME_DIGITS = 6
+
+
+def frame_name(number: int) -> str:
+    """The file stem of a clip's frame ``number`` (from 1): ``000001``."""
+    if number < 1:
+        raise ValueError(f"frame numbers start at 1, not {number}")
+    return f"{number:0{FRAME_DIGITS}d}"
+
+
+def frame_output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind], layout: Layout,
+                       number: int) -> dict[OutputKind, Path]:
+    """The output file of each kind for frame ``number`` of a clip mirrored at ``relative`` under ``out_dir``:
+    ``OUT/a/clip/000001_mask.png`` (``mirror``), ``OUT/masks/a/clip/000001.png`` (``by-kind``)."""
+    return output_paths(out_dir, relative / frame_name(number), kinds, layout)
+
+
+def clip_folders(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
+                 layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
+    """The folder holding each kind's frames of a clip mirrored at ``relative``: one shared folder
+    (``OUT/a/clip``) in the ``mirror`` layout, one per kind (``OUT/masks/a/clip``) in ``by-kind``."""
+    return {kind: path.parent for kind, path in frame_output_paths(out_dir, relative, kinds, layout, 1).items()}

@@ -4,7 +4,8 @@ The rule: no input may lie inside OUT (outputs written there could replace it; w
 never enters OUT, so OUT may sit inside an input folder, never the other way round). No output
 may be the same path as another output of any kind, sit where a folder must go for another
 output, sit where a folder already is, lie below an existing file, or be the same file as an
-input. Output names are compared the way OUT's file system compares them: exactly where it
+input. A clip (a video, an animated image; ``mark_clips``) owns its frame folder: no other output,
+and no other clip's folder, may lie in it, be it, or hold it. Output names are compared the way OUT's file system compares them: exactly where it
 tells letter case and Unicode spellings apart, case-folded and NFC-normalised where it does not
 (``NameRule.probe`` asks the file system). Inputs are compared by identity (device and inode),
 which needs no name rule. A conflict stops the run before anything is written.
@@ -18,13 +19,14 @@ import sys
 import tempfile
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.engine.frames import is_multi_frame
 
 #: How many conflicts a message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -36,15 +38,18 @@ _HINT_KINDS = ("--layout by-kind writes each kind into its own tree (OUT/maps, O
 _HINT_SAME = ("rename one file of each group; inputs from different folders keep apart when you pass their "
               "common parent folder (or name it with --root), or run them into different output folders")
 _HINT_FOLDER = "rename the file or the folder in the way, or choose another output folder"
+_HINT_LONG = "shorten the input's name (or its folder's), or use --layout by-kind, which adds no suffix"
 _HINT_FOLDING = "this file system does not tell names apart that differ only in letter case or Unicode spelling"
 
 
 @dataclass(frozen=True)
 class NameRule:
-    """How OUT's file system compares names: whether it folds letter case and Unicode spellings."""
+    """How OUT's file system compares names (whether it folds letter case and Unicode spellings),
+    and the longest name it holds, in bytes."""
 
     folds_case: bool = False
     folds_unicode: bool = False
+    name_max: int = 255
 
     def key(self, name: str) -> str:
         """``name`` as the file system tells it apart: unchanged, or case-folded and NFC-normalised."""
@@ -54,31 +59,46 @@ class NameRule:
             name = unicodedata.normalize("NFC", name.casefold())
         return name
 
+    def too_long(self, name: str) -> bool:
+        """Whether the file system cannot hold a file of this name."""
+        return len(os.fsencode(name)) > self.name_max
+
     @classmethod
     def probe(cls, out_dir: Path) -> NameRule:
-        """Ask OUT's file system (or its nearest existing parent's) how it compares names.
+        """Ask OUT's file system (or its nearest existing parent's) how it compares names and how long they may be.
 
-        A temporary file whose name holds an upper-case letter and a composed ``é`` is created and
-        looked up under its case-swapped and its decomposed (NFD) spelling, then removed. Where no
-        file can be created, the platform's usual rule is assumed (folding on macOS and Windows).
+        A temporary file whose name holds an upper-case letter and a composed ``é`` (as UTF-8 bytes, so
+        any file-system encoding works) is created and looked up under its case-swapped and its
+        decomposed (NFD) spelling, then removed. Where no file can be created, the platform's usual
+        rule is assumed (folding on macOS and Windows).
         """
         folder = Path(os.path.abspath(out_dir))
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
+        name_max = _name_max(folder)
         try:
-            handle, name = tempfile.mkstemp(prefix=".animeface-seg-probe-A\u00e9-", dir=folder)
+            handle, name = tempfile.mkstemp(prefix=b".animeface-seg-probe-A\xc3\xa9-", dir=os.fsencode(folder))
         except OSError:
-            return cls(sys.platform in ("darwin", "win32"), sys.platform == "darwin")
+            return cls(sys.platform in ("darwin", "win32"), sys.platform == "darwin", name_max)
         os.close(handle)
         try:
-            probe = Path(name)
-            return cls(_same(probe, probe.with_name(probe.name.swapcase())),
-                       _same(probe, probe.with_name(unicodedata.normalize("NFD", probe.name))))
+            head, tail = os.path.split(name)
+            decomposed = tail.replace(b"\xc3\xa9", b"e\xcc\x81")
+            return cls(_same(name, os.path.join(head, tail.swapcase())), _same(name, os.path.join(head, decomposed)),
+                       name_max)
         finally:
             os.unlink(name)
 
 
-def _same(path: Path, other: Path) -> bool:
+def _name_max(folder: Path) -> int:
+    """The longest file name the file system at ``folder`` holds, in bytes (255 where it does not say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _same(path: bytes, other: bytes) -> bool:
     try:
         return os.path.samefile(path, other)
     except OSError:
@@ -111,18 +131,27 @@ class PlanError(InputError):
 
 def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind], *,
               layout: Layout = Layout.MIRROR, recursive: bool = True, stdin: TextIO | None = None,
-              null: bool = False, root: Path | None = None, allow_empty: bool = False) -> Plan:
+              null: bool = False, root: Path | None = None, allow_empty: bool = False, clips: bool = True) -> Plan:
     """Discover the inputs and check every output path against the rule; raise ``PlanError`` on conflicts.
 
-    ``allow_empty`` accepts folders with no image yet (a watched drop folder).
+    ``allow_empty`` accepts folders with no image yet (a watched drop folder). With ``clips``, inputs
+    holding many frames become clips (``mark_clips``); without, every input is a still (its first frame).
     """
     jobs = discover(inputs, out_dir, recursive=recursive, stdin=stdin, null=null, root=root,
                     allow_empty=allow_empty)
+    if clips:
+        jobs = mark_clips(jobs)
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir))
     conflicts = check(plan)
     if conflicts:
         raise PlanError(conflicts)
     return plan
+
+
+def mark_clips(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` with ``clip`` set on each runnable one whose file holds many frames: videos by their
+    extension, GIF/APNG/WebP/TIFF from their headers (``frames.is_multi_frame``); no pixel is decoded."""
+    return [replace(job, clip=True) if job.runnable and is_multi_frame(job.source) else job for job in jobs]
 
 
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
@@ -153,74 +182,189 @@ def check(plan: Plan) -> list[tuple[str, str]]:
     return conflicts
 
 
-class _Outputs:
-    """Output paths keyed as the file system compares them, the folders they need, and clashes between them."""
+class OutputClaims:
+    """Output paths keyed as OUT's file system compares them, the folders they need, clips' frame folders,
+    and clashes between them.
 
-    def __init__(self) -> None:
+    The up-front plan claims every job's outputs at once; a live source (the watch mode) claims each
+    new file's outputs as it arrives, against every kind of every earlier output, by the same rule.
+    """
+
+    def __init__(self, out_dir: Path, kinds: Sequence[OutputKind], layout: Layout = Layout.MIRROR,
+                 names: NameRule = NameRule()) -> None:
+        self.out_dir = out_dir
+        self.kinds = tuple(kinds)
+        self.layout = Layout(layout)
+        self.names = names
         self.files: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
         self.folders: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
+        self.clips: dict[tuple[str, ...], tuple[Path, Job, OutputKind]] = {}
+        """A clip's frame folder per kind: nothing else may go there or below."""
         self.clear: dict[Path, tuple[Job, OutputKind]] = {}
         self.conflicts: list[tuple[str, str]] = []
 
+    def claim(self, job: Job) -> list[tuple[str, str]]:
+        """Claim every output of ``job`` (a clip's frame folders); the conflicts it makes (also kept in ``conflicts``)."""
+        before = len(self.conflicts)
+        if job.clip:
+            folders = job.frame_folders(self.out_dir, self.kinds, self.layout)
+            for path, kind in {path: kind for kind, path in reversed(folders.items())}.items():
+                self._claim_frames(path, job, kind)
+        else:
+            for kind, path in job.outputs(self.out_dir, self.kinds, self.layout).items():
+                self._claim(path, job, kind)
+        return self.conflicts[before:]
 
-def _planned_outputs(plan: Plan) -> _Outputs:
-    outputs = _Outputs()
+    def _paths(self, job: Job) -> list[Path]:
+        if job.clip:
+            return list(job.frame_folders(self.out_dir, self.kinds, self.layout).values())
+        return list(job.outputs(self.out_dir, self.kinds, self.layout).values())
+
+    def claimants(self, job: Job) -> set[Job]:
+        """The jobs whose claims the outputs of ``job`` would meet: the same names, or a file, folder or clip
+        in the way."""
+        found = set()
+        for path in self._paths(job):
+            key = self._key(path)
+            for claim in (self.files.get(key), self.folders.get(key), self.clips.get(key), self._clip_above(key),
+                          *(self.files.get(key[:end]) for end in range(1, len(key)))):
+                if claim is not None:
+                    found.add(claim[1])
+        return found
+
+    def on_disk(self, job: Job) -> list[tuple[str, str]]:
+        """Conflicts of the outputs of ``job`` with what is on disk now (a folder there, a file above)."""
+        inputs = {job.identity} if job.identity is not None else set()
+        kinds = job.frame_folders if job.clip else job.outputs
+        return [conflict for kind, path in kinds(self.out_dir, self.kinds, self.layout).items()
+                for conflict in _on_disk(path, job, kind, inputs)]
+
+    def release(self, job: Job) -> None:
+        """Give up every claim of ``job`` (an input that is gone), so another file may take its names."""
+        for table in (self.files, self.folders, self.clips):
+            for key in [key for key, claim in table.items() if claim[1] == job]:
+                del table[key]
+        for path in [path for path, claim in self.clear.items() if claim[0] == job]:
+            del self.clear[path]
+
+    def _key(self, path: Path) -> tuple[str, ...]:
+        """``path`` below OUT as the file system tells names apart."""
+        return tuple(self.names.key(part) for part in path.parts[len(self.out_dir.parts):])
+
+    def _too_long(self, path: Path, job: Job, kind: OutputKind) -> bool:
+        """Record the conflict of a name the output file system cannot hold, if ``path`` has one."""
+        long = [part for part in path.parts[len(self.out_dir.parts):] if self.names.too_long(part)]
+        if long:
+            self.conflicts.append((f"{shown(path)}: {_what((path, job, kind))} needs the name {shown(long[0])}, "
+                                   f"longer than the {self.names.name_max} bytes the output file system holds",
+                                   _HINT_LONG))
+        return bool(long)
+
+    def _clip_above(self, key: tuple[str, ...]) -> tuple[Path, Job, OutputKind] | None:
+        """The clip whose frame folder holds ``key``, if any."""
+        return next((self.clips[key[:i]] for i in range(1, len(key)) if key[:i] in self.clips), None)
+
+    def _claim_frames(self, path: Path, job: Job, kind: OutputKind) -> None:
+        """Record a clip's frame folder, or the conflict it makes with an output, folder or clip claimed before."""
+        if self._too_long(path, job, kind):
+            return
+        key = self._key(path)
+        mine = (path, job, kind)
+        if key in self.files:
+            other = self.files[key]
+            self.conflicts.append((f"{shown(path)}: {_what(other)}, but a folder must go there for "
+                                   f"{_what(mine)}", _HINT_FOLDER))
+        elif key in self.clips:
+            other = self.clips[key]
+            hint = _HINT_SAME if other[0] == path else _HINT_FOLDING
+            self.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
+        elif key in self.folders or self._clip_above(key):
+            other = self.folders.get(key) or self._clip_above(key)
+            inner, outer = (other, mine) if key in self.folders else (mine, other)
+            self.conflicts.append((_inside(inner, outer), _HINT_SAME))
+        else:
+            self.clips[key] = mine
+            self._hold_parents(key, mine)
+            self.clear[path] = (job, kind)
+
+    def _claim(self, path: Path, job: Job, kind: OutputKind) -> None:
+        """Record one output, or the conflict it makes with an output, folder or clip claimed before."""
+        if self._too_long(path, job, kind):
+            return
+        key = self._key(path)
+        mine = (path, job, kind)
+        if key in self.clips:
+            self.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
+                                   f"{_what(self.clips[key])}", _HINT_FOLDER))
+            return
+        clip = self._clip_above(key)
+        if clip:
+            self.conflicts.append((_inside(mine, clip), _HINT_SAME))
+            return
+        if key in self.files:
+            other = self.files[key]
+            hint = _HINT_KINDS if other[2] != kind else _HINT_SAME
+            if other[0] != path:
+                hint = _HINT_FOLDING
+            self.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
+            return
+        if key in self.folders:
+            other = self.folders[key]
+            self.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
+                                   f"{_what(other)}", _HINT_FOLDER))
+            return
+        self.files[key] = mine
+        self._hold_parents(key, mine)
+        self.clear[path] = (job, kind)
+
+    def _hold_parents(self, key: tuple[str, ...], mine: tuple[Path, Job, OutputKind]) -> None:
+        """Record the folders above ``key`` as needed by ``mine``, or the conflict with a file claimed there."""
+        parent = key[:-1]
+        while parent and parent not in self.folders:
+            self.folders[parent] = mine
+            if parent in self.files:
+                other = self.files[parent]
+                self.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
+                                       f"{_what(mine)}", _HINT_FOLDER))
+            parent = parent[:-1]
+
+
+def _planned_outputs(plan: Plan) -> OutputClaims:
+    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names)
     for job in plan.jobs:
-        if not job.runnable:
-            continue
-        for kind, path in job.outputs(plan.out_dir, plan.kinds, plan.layout).items():
-            _claim(outputs, plan, path, job, kind)
+        if job.runnable:
+            outputs.claim(job)
     return outputs
 
 
-def _claim(outputs: _Outputs, plan: Plan, path: Path, job: Job, kind: OutputKind) -> None:
-    """Record one output, or the conflict it makes with an output or folder claimed before."""
-    parts = path.parts[len(plan.out_dir.parts):]
-    key = tuple(plan.names.key(part) for part in parts)
-    mine = (path, job, kind)
-    if key in outputs.files:
-        other = outputs.files[key]
-        hint = _HINT_KINDS if other[2] != kind else _HINT_SAME
-        if other[0] != path:
-            hint = _HINT_FOLDING
-        outputs.conflicts.append((f"{shown(path)}: {_what(other)} and {_what(mine)}", hint))
-        return
-    if key in outputs.folders:
-        other = outputs.folders[key]
-        outputs.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
-                                  f"{_what(other)}", _HINT_FOLDER))
-        return
-    outputs.files[key] = mine
-    parent = key[:-1]
-    while parent and parent not in outputs.folders:
-        outputs.folders[parent] = mine
-        if parent in outputs.files:
-            other = outputs.files[parent]
-            outputs.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
-                                      f"{_what(mine)}", _HINT_FOLDER))
-        parent = parent[:-1]
-    outputs.clear[path] = (job, kind)
+def _inside(inner: tuple[Path, Job, OutputKind], clip: tuple[Path, Job, OutputKind]) -> str:
+    return f"{shown(inner[0])}: {_what(inner)}, inside {shown(clip[0])}, which holds {_what(clip)}"
 
 
 def _what(claim: tuple[Path, Job, OutputKind]) -> str:
+    if claim[1].clip:
+        return f"the frames of {shown(claim[1].source)}"
     return f"the {claim[2]} of {shown(claim[1].source)}"
 
 
 def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set) -> list[tuple[str, str]]:
-    """Conflicts of one output with what is already on disk: a folder there, a file above, an input."""
+    """Conflicts of one output (a clip's frame folder) with what is already on disk: a folder (a file)
+    there, a file above, an input."""
+    mine = _what((path, job, kind))
     try:
         st = path.stat()
     except NotADirectoryError:
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
-        return [(f"{shown(blocker)} is a file, but a folder must go there for the {kind} of "
-                 f"{shown(job.source)}", _HINT_FOLDER)]
+        return [(f"{shown(blocker)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     except OSError:  # not there yet (the usual case), or unreadable: the writer reports that one
         return []
+    if job.clip:
+        return [] if stat.S_ISDIR(st.st_mode) else [
+            (f"{shown(path)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     if stat.S_ISDIR(st.st_mode):
-        return [(f"{shown(path)} is a folder, but the {kind} of {shown(job.source)} goes there", _HINT_FOLDER)]
+        return [(f"{shown(path)} is a folder, but {mine} goes there", _HINT_FOLDER)]
     if (st.st_dev, st.st_ino) in inputs:
-        return [(f"{shown(path)}: the {kind} of {shown(job.source)} would overwrite an input (the same file)",
-                 _HINT_INSIDE_OUT)]
+        return [(f"{shown(path)}: {mine} would overwrite an input (the same file)", _HINT_INSIDE_OUT)]
     return []
 
 

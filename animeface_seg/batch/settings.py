@@ -53,8 +53,9 @@ class RunSettings:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
     layout: Layout = Layout.MIRROR
-    memory_budget: Budget = Budget.unlimited()
-    """Most memory one image may take; larger images are refused before decoding (``engine/memory.py``)."""
+    memory_budget: Budget | None = None
+    """Most memory one image (or one network batch) may take; larger images are refused before decoding
+    (``engine/memory.py``). ``None``: the machine's default, measured where the work runs (``stages.py``)."""
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
@@ -64,11 +65,11 @@ class RunSettings:
                memory_budget: int | None = None) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
 
-        ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the machine's default
-        (a share of the memory available now: call this after the networks are loaded).
+        ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the default of the machine
+        the work runs on (a share of its memory available when the stages start).
         """
         from animeface_seg.engine.device import default_batch_size
-        from animeface_seg.engine.memory import fixed_budget, machine_budget
+        from animeface_seg.engine.memory import fixed_budget
 
         return cls(
             out_dir=out_dir,
@@ -79,7 +80,7 @@ class RunSettings:
             max_pixels=max_pixels,
             flush_after=flush_after,
             layout=Layout(layout),
-            memory_budget=machine_budget(device_type) if memory_budget is None else fixed_budget(memory_budget),
+            memory_budget=None if memory_budget is None else fixed_budget(memory_budget),
         )
 
     def outputs(self, job: Job) -> dict[OutputKind, Path]:

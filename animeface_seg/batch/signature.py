@@ -10,16 +10,19 @@ processed again, and ``stale_reason`` says why.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import BinaryIO
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
+from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.engine.segmentor import Segmentor
 
 #: PNG text chunk key of the record.
@@ -79,8 +82,8 @@ class Signature:
         return info
 
 
-def read(path: Path) -> dict | None:
-    """The record stored in an output PNG (read from its header, no pixels decoded), or None."""
+def read(path: Path | BinaryIO) -> dict | None:
+    """The record stored in an output PNG (a path, or a stream holding at least its header), or None."""
     try:
         with Image.open(path) as image:
             text = image.info.get(KEY)
@@ -103,19 +106,22 @@ def _differences(found: dict, expected: dict) -> str:
     return ", ".join(parts)
 
 
-def stale_reason(outputs: Mapping[object, Path], expected: Signature | None) -> str | None:
-    """Why the outputs of a job must be made again, or None when they all exist and match ``expected``.
-
-    With ``expected`` None only existence is checked.
+def stale_reason(outputs: Mapping[object, PurePath], expected: Signature | None,
+                 store: OutputStore = LOCAL) -> str | None:
+    """Why the outputs of a job must be made again, or None when they all exist in ``store`` and
+    match ``expected``. With ``expected`` None only existence is checked.
     """
     for path in outputs.values():
-        if not path.is_file():
+        if not store.is_file(path):
             return f"{path.name} is missing"
     if expected is None:
         return None
     wanted = asdict(expected)
     for path in outputs.values():
-        found = read(path)
+        try:
+            found = read(io.BytesIO(store.head(path)))
+        except OSError:
+            found = None
         if found is None:
             return f"{path.name} has no animeface-seg record (made by an older version or another tool)"
         if found != wanted:

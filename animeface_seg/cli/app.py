@@ -8,7 +8,7 @@ loading torch. The app is a module-level object so tests can invoke it in-proces
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -23,7 +23,6 @@ from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
 if TYPE_CHECKING:
-    from animeface_seg.batch.discovery import Job
     from animeface_seg.engine.segmentor import Segmentor
 
 #: Same value as ``engine.decode.DEFAULT_MAX_PIXELS`` (checked by a test), kept here so --help needs no engine.
@@ -232,29 +231,39 @@ def command(
             raise _fail("--settle only applies with --watch")
         if watch and engine is Engine.ray:
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
-        ray_options = None if engine is Engine.local else dict(
-            address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
         if json_lines and (env.stdout or sys.stdout) is None:
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
-        budget = _memory_budget(memory_budget)
-        if review:  # issue 18: the review page
+        if review:  # issue 18: the review page needs a local OUT and never replaces a page of the user's
             from animeface_seg.batch.review import review_problem
 
             if problem := review_problem(output):
                 raise _fail(problem)
-        return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
-                    overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
-                    precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-                    weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
-                    layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options,
-                    memory_budget=budget, review=review)
+        from animeface_seg.batch.settings import output_kinds
+        from animeface_seg.cli.request import RunRequest
+        from animeface_seg.cli.run import SetupFailed, execute
+
+        request = RunRequest(
+            inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay),
+            mode="watch" if watch else engine.value, keep_background=keep_background, size=size.value,
+            cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
+            precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
+            weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
+            root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
+            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint), review=review)
+        try:
+            code = execute(request, env)
+        except SetupFailed as exc:
+            raise _fail(str(exc)) from None
+        raise typer.Exit(code)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while torch or the weights load
         typer.echo("animeface-seg: interrupted before any input was processed", err=True)
-        raise typer.Exit(_stop_code(exc)) from None
+        from animeface_seg.cli.run import stop_code
+
+        raise typer.Exit(stop_code(exc)) from None
 
 
 def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
@@ -272,146 +281,18 @@ def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
     return Path(output)
 
 
-def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
-         overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
-         batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
-         weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
-         root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
-         ray_options: dict[str, Any] | None = None, memory_budget: int | None = None, review: bool = False) -> None:
-    """Plan the run (every output checked), check OUT, report inputs that fail up front, build the
-    segmentor, stream every remaining input through it and report.
+def _ray_options(engine: Engine, address: str | None, replicas: int | None, gpus_per_replica: float | None,
+                 s3_endpoint: str | None) -> dict[str, Any]:
+    """The Ray engine's options (none for the local engine); a malformed cluster address is refused here."""
+    if engine is Engine.local:
+        return {}
+    from animeface_seg.integrations.ray.address import AddressError, check_address
 
-    With ``watch`` the inputs are folders whose watcher starts before the first scan; the job source
-    then stays open until Ctrl-C or SIGTERM, which end the run normally (exit 0 or 1). With
-    ``ray_options`` the jobs run on a Ray cluster (``integrations/ray``) instead of in this process.
-    """
-    from animeface_seg.batch.manifest import Manifest, kept
-    from animeface_seg.batch.pipeline import early_outcome, process
-    from animeface_seg.batch.plan import make_plan, plan_remote
-    from animeface_seg.batch.settings import RunSettings, output_kinds
-    from animeface_seg.batch.writers import (OutputDirError, check_output_dir, remove_empty_folders,
-                                             remove_stale_temp_files)
-    from animeface_seg.cli.consume import consume
-    from animeface_seg.cli.process_setup import signals_deferred
-    from animeface_seg.cli.report import Reporter, StreamClosed
-    from animeface_seg.engine.device import cpu_has_native_bf16
-
-    drop = ray_session = None
-    kinds = output_kinds(keep_background, cutout, overlay)
     try:
-        if watch:
-            try:
-                from animeface_seg.integrations.watch import DEFAULT_SETTLE, DropFolders
-            except ImportError as exc:
-                raise _fail(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
-            drop = DropFolders(inputs, output, settle=DEFAULT_SETTLE if settle is None else settle,
-                               recursive=recursive)
-            drop.start()
-        stdin = (env.stdin or sys.stdin) if "-" in inputs else None
-        if ray_options is not None:
-            from animeface_seg.integrations.ray.session import RaySession
-            from animeface_seg.integrations.ray.storage import is_uri
-
-            ray_session = RaySession(device=device, model=dict(
-                unet=unet, abg=abg, weights_dir=weights_dir, remove_background=not keep_background,
-                precision=precision, output_size=size.value), **ray_options)
-        if ray_session is not None and any(is_uri(str(name)) for name in [*inputs, output]):
-            plan = plan_remote(ray_session.discover(inputs, output, recursive=recursive, stdin=stdin), output,
-                               kinds, layout=layout)
-        else:
-            plan = make_plan(inputs, output, kinds, layout=layout, recursive=recursive, stdin=stdin, null=null,
-                             root=root, allow_empty=watch)
-        # issue 18: every record kept in OUT's manifest (the Ray engine keeps its own)
-        manifest = Manifest(output, warn=_warn) if ray_options is None else None
-        reporter = Reporter(None if watch else len(plan.jobs), json_lines=json_lines, quiet=quiet,
-                            stdout=env.stdout, stderr=env.stderr, on_record=manifest and manifest.add)
-        jobs = []
-        for job in plan.jobs:
-            early = early_outcome(job, {})
-            if early is None:
-                jobs.append(job)
-            else:
-                reporter.add(early)
-        if not jobs and not watch:
-            reporter.info(reporter.summary())
-            if reporter.counts["error"]:
-                raise _fail("nothing left to process: every input failed (see above); no network was loaded")
-            raise typer.Exit(ExitCode.OK)
-        local_out = isinstance(output, Path)
-        created = check_output_dir(output) if local_out else []
-        stale = remove_stale_temp_files(output) if local_out else []
-        try:
-            if ray_session is None:
-                segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
-                                                  remove_background=not keep_background, device=device,
-                                                  precision=precision, output_size=size.value)
-            else:
-                ray_session.start()
-        except BaseException:
-            remove_empty_folders(created)  # a run that cannot start leaves no trace
-            raise
-    except OutputDirError as exc:
+        check_address(address)
+    except AddressError as exc:
         raise _fail(str(exc)) from None
-    except KeyboardInterrupt as exc:
-        typer.echo("interrupted before any input was processed", err=True)
-        raise typer.Exit(ExitCode.OK if watch else _stop_code(exc)) from None
-
-    if ray_session is not None:
-        device_type, description = ray_session.device_type, ray_session.description
-    else:
-        import torch
-
-        device_type, description = segmentor.device.type, segmentor.description
-        if segmentor.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
-    settings = RunSettings.decide(output, device_type, keep_background=keep_background, cutout=cutout,
-                                  overlay=overlay, batch_size=batch_size, workers=workers,
-                                  skip_existing=skip_existing, max_pixels=max_pixels, layout=layout,
-                                  memory_budget=memory_budget)
-    reporter.info(f"device: {description}; {len(jobs)} input(s) -> {shown(output)}")
-    if stale:
-        reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(output)} by a run that was killed")
-    source: Iterable[Job] = jobs
-    if drop is not None:
-        skipped, todo = drop.plan(jobs, settings)
-        for outcome in skipped:
-            reporter.add(outcome)
-        source = drop.jobs(todo, on_job=reporter.processing)
-        reporter.info(f"watching {', '.join(map(shown, inputs))} (settle {drop.settle:g} s); Ctrl-C or SIGTERM stops")
-    if ray_session is None and segmentor.device.type == "cpu" and segmentor.dtype == torch.bfloat16 \
-            and not cpu_has_native_bf16():
-        reporter.info("note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here")
-    with reporter, kept(manifest, periodic=watch):  # issue 18: the manifest is written however the run ends
-        try:
-            outcomes = process(source, segmentor, settings) if ray_session is None \
-                else ray_session.process(jobs, settings)
-            stop = consume(outcomes, reporter)
-        finally:
-            if drop is not None:
-                drop.stop()
-            if ray_session is not None:
-                ray_session.close()
-    try:  # issue 18: the review page, after the manifest is complete
-        if review:
-            from animeface_seg.batch.review import write_review
-
-            reporter.info(write_review(output, warn=_warn))
-    except KeyboardInterrupt as exc:
-        stop = stop or exc
-    try:
-        with signals_deferred():
-            if isinstance(stop, StreamClosed):
-                typer.echo(f"animeface-seg: error: {stop}", err=True)
-            reporter.info(reporter.summary(stop is not None))
-    except KeyboardInterrupt as exc:  # a stop signal after the work ended: still say so in the exit code
-        stop = stop or exc
-    if stop is not None and (not watch or isinstance(stop, StreamClosed)):
-        raise typer.Exit(_stop_code(stop))
-    raise typer.Exit(ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK)
-
-
-def _warn(message: str) -> None:
-    typer.echo(f"animeface-seg: warning: {message}", err=True)
+    return dict(address=address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
 
 
 def _memory_budget(text: str | None) -> int | None:
@@ -424,15 +305,6 @@ def _memory_budget(text: str | None) -> int | None:
         return parse_size(text)
     except ValueError as exc:
         raise _fail(f"--memory-budget: {exc}") from None
-
-
-def _stop_code(stop: KeyboardInterrupt) -> ExitCode:
-    from animeface_seg.cli.process_setup import Terminated
-    from animeface_seg.cli.report import StreamClosed
-
-    if isinstance(stop, StreamClosed):
-        return stop.exit_code
-    return ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

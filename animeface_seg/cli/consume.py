@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from animeface_seg.batch.pipeline import Outcome
+from animeface_seg.batch.outcome import Outcome
 from animeface_seg.cli.process_setup import signals_deferred
 from animeface_seg.cli.report import Reporter, StreamClosed
 

@@ -13,6 +13,7 @@ FLAG_HINTS: dict[str, str] = {
     "unet": f"give the file with --unet PATH, or {_WEIGHTS}",
     "abg": f"give the file with --abg PATH, or {_WEIGHTS}",
     "weights_dir": "check --weights-dir DIR or $ANIMEFACE_SEG_WEIGHTS",
+    "ray_address": "set it with --ray-address ADDR or $RAY_ADDRESS",
 }
 
 

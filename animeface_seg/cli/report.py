@@ -30,9 +30,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.pipeline import Outcome
+from animeface_seg.batch.outcome import Outcome, record
 from animeface_seg.cli.hints import with_hint
-from animeface_seg.engine.palette import CLASS_NAMES
 
 
 #: Any surrogate code point: in a ``str`` from the file system these stand for undecodable bytes.
@@ -45,24 +44,9 @@ def json_line(record: dict, ascii_only: bool = False) -> str:
     return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def _size(size: tuple[int, int] | None) -> dict[str, int] | None:
-    return None if size is None else {"width": size[1], "height": size[0]}
-
-
 def outcome_record(outcome: Outcome) -> dict:
-    """The ``--json`` record of one input."""
-    fractions = outcome.class_fractions
-    return {
-        "input": str(outcome.job.source),
-        "status": outcome.status,
-        "outputs": {str(kind): str(path) for kind, path in outcome.outputs.items()},
-        "error": with_hint(outcome.error, outcome.error_setting),
-        "reason": outcome.reason,
-        "original_size": _size(outcome.original_size),
-        "processed_size": _size(outcome.processed_size),
-        "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
-        "mask_coverage": outcome.mask_coverage,
-    }
+    """The ``--json`` record of one input, errors with the command's flag hints."""
+    return record(outcome, with_hint)
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -203,7 +187,7 @@ class Reporter:
 
     def _status(self) -> str:
         counts = self.counts
-        now = f"processing {self._in_flight[0].source}" if self._in_flight else "waiting for new images"
+        now = f"processing {shown(self._in_flight[0].source)}" if self._in_flight else "waiting for new images"
         return (f"watching: processed {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}"
                 f" | {now}")
 

@@ -17,13 +17,16 @@ class ShapeBatcher(Generic[T]):
     """Holds items by shape key and hands out batches of at most ``batch_size`` of one key.
 
     ``max_held`` bounds how many items wait in partial groups (the fullest group runs when it is
-    exceeded); ``timeout`` is how long a partial group may wait for company (None: until the end).
+    exceeded); ``timeout`` is how long a partial group may wait for company (None: until the end);
+    ``limit`` may lower the batch size for a key (what a batch of that shape may hold in memory).
     """
 
     def __init__(self, batch_size: int, key: Callable[[T], Hashable], *, max_held: int | None = None,
-                 timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 limit: Callable[[Hashable], int] | None = None) -> None:
         self.batch_size = max(1, batch_size)
         self.key = key
+        self.limit = limit
         self.max_held = max_held if max_held is not None else 2 * self.batch_size
         self.timeout = timeout
         self.clock = clock
@@ -48,7 +51,7 @@ class ShapeBatcher(Generic[T]):
             self._since[key] = self.clock()
         self._groups[key].append(item)
         self._held += 1
-        if len(self._groups[key]) >= self.batch_size:
+        if len(self._groups[key]) >= (self.batch_size if self.limit is None else max(1, self.limit(key))):
             return [self._pop(key)]
         if self._held > self.max_held:
             return [self._pop(max(self._groups, key=lambda k: len(self._groups[k])))]

@@ -19,6 +19,10 @@ class ImageDecodeError(EngineError):
     """An input could not be turned into an RGB image; the message says why."""
 
 
+class UnrecognisedImageError(ImageDecodeError):
+    """The file is in no image format Pillow knows (it may still be a video)."""
+
+
 class ImageShapeError(EngineError, ValueError):
     """The image's aspect ratio is too extreme to process at 512 on the short side."""
 
@@ -29,3 +33,11 @@ class DeviceError(EngineError):
 
 class WeightsError(EngineError):
     """A checkpoint could not be found, fetched or loaded; the message says which, where and why."""
+
+
+class ImageInputError(EngineError, ValueError):
+    """An image handed to the API is of a kind or shape the engine cannot take; the message says which."""
+
+
+class SettingError(EngineError, ValueError):
+    """A parameter of the API has a value it cannot take; ``setting`` names it."""

@@ -199,7 +199,10 @@ def prepare(image: torch.Tensor, resolution: int = RESOLUTION) -> torch.Tensor:
 
 
 def check_shape(height: int, width: int, resolution: int = RESOLUTION) -> None:
-    """Raise ``ImageShapeError`` when the network input would exceed ``MAX_PADDED_PIXELS``."""
+    """Raise ``ImageShapeError`` for an image without pixels, or when the network input would exceed
+    ``MAX_PADDED_PIXELS``."""
+    if height < 1 or width < 1:
+        raise ImageShapeError(f"image is {width}x{height}: it has no pixels")
     h, w = padded_size(height, width, resolution)
     if h * w > MAX_PADDED_PIXELS:
         raise ImageShapeError(

@@ -19,6 +19,7 @@ from einops import rearrange
 from PIL import Image
 
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb_array
+from animeface_seg.engine.errors import ImageInputError
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
 #: One image ready for ``Segmentor.prepare``: H x W x 3 uint8 array, or (3, H, W) uint8 tensor.
@@ -36,16 +37,16 @@ def _split_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
         if tensor.dim() == 3:
             tensor = tensor[None]
         if tensor.dim() != 4 or tensor.shape[-1] != 3:
-            raise ValueError(f"float image tensors must be (B, H, W, 3) or (H, W, 3) in [0, 1], "
-                             f"not {tuple(tensor.shape)}")
+            raise ImageInputError(f"float image tensors must be (B, H, W, 3) or (H, W, 3) in [0, 1], "
+                                  f"not {tuple(tensor.shape)}")
         return list(rearrange(float_to_uint8(tensor), "b h w c -> b c h w"))
     if tensor.dtype == torch.uint8:
         if tensor.dim() == 3:
             tensor = tensor[None]
         if tensor.dim() != 4 or tensor.shape[1] != 3:
-            raise ValueError(f"uint8 image tensors must be (3, H, W) or (B, 3, H, W), not {tuple(tensor.shape)}")
+            raise ImageInputError(f"uint8 image tensors must be (3, H, W) or (B, 3, H, W), not {tuple(tensor.shape)}")
         return list(tensor)
-    raise ValueError(f"image tensors must be float in [0, 1] or uint8, not {tensor.dtype}")
+    raise ImageInputError(f"image tensors must be float in [0, 1] or uint8, not {tensor.dtype}")
 
 
 def as_rgb(image: Image.Image | np.ndarray | str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -56,7 +57,7 @@ def as_rgb(image: Image.Image | np.ndarray | str | Path, max_pixels: int | None 
         return to_rgb_array(image)
     array = np.asarray(image)
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ValueError("arrays must be uint8, H x W (gray) or H x W x 3/4 (RGB/RGBA)")
+        raise ImageInputError("arrays must be uint8, H x W (gray) or H x W x 3/4 (RGB/RGBA)")
     return to_rgb_array(Image.fromarray(array))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,12 @@ def _decode_bytes(pixels: int, mode: str, alpha: bool) -> int:
 
 
 def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_type: str = "cpu",
-             remove_background: bool = True, output_size: str = "original", keep_source: bool = False) -> Estimate:
+             remove_background: bool = True, output_size: str = "original",
+             kinds: Iterable[str] = ("map", "mask")) -> Estimate:
     """Peak memory of one ``width`` x ``height`` image of Pillow ``mode`` (``alpha``: it has transparency)
-    through the whole pipeline, on ``device_type`` with the segmentor's settings."""
+    through the whole pipeline, on ``device_type`` with the segmentor's settings, writing ``kinds``."""
+    kinds = {str(kind) for kind in kinds}
+    keep_source = bool(kinds & {"cutout", "overlay"})
     pixels = width * height
     h, w = processed_size(height, width)
     ph, pw = padded_size(height, width)
@@ -85,11 +89,10 @@ def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_
     out = pixels if output_size == "original" else h * w
     source = 3 * pixels
     kept = source if keep_source else 0
-    networks = max(NETWORK_BYTES_PER_PIXEL["unet"], NETWORK_BYTES_PER_PIXEL["isnet"] if remove_background else 0)
     stages = {
         "decode": _decode_bytes(pixels, mode, alpha),
         "resize": source + 16 * padded + _FIXED,
-        "networks": kept + 3 * padded + networks * padded,
+        "networks": kept + network_bytes((ph, pw), remove_background),
         # classes, their int64 index into the palette, colours; the float mask, its scaled copy, uint8 mask
         "results": kept + out * (12 + (9 if remove_background else 0)),
         # results alive, plus Pillow's copies while encoding (4 bytes a pixel) and the cutout/overlay
@@ -103,7 +106,14 @@ def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_
 
 
 def available_ram() -> int | None:
-    """Bytes of RAM available to new work (``MemAvailable``), or free pages where that is not known."""
+    """Bytes of memory this process may still take: the least of the RAM available (``MemAvailable``,
+    or free pages), what its cgroup's limit leaves, and what its address-space or data limit leaves."""
+    figures = [_meminfo_available(), _cgroup_room(), _rlimit_room()]
+    known = [figure for figure in figures if figure is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -116,17 +126,59 @@ def available_ram() -> int | None:
         return None
 
 
+def _cgroup_room() -> int | None:
+    """What the memory limit of this process's cgroup (v2, else v1) leaves, or None without a limit."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            folder = Path("/sys/fs/cgroup") / path.lstrip("/")
+            names = ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            folder = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            limit, used = ((folder / name).read_text().strip() for name in names)
+            if limit != "max" and int(limit) < 2**60:
+                return max(0, int(limit) - int(used))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _rlimit_room() -> int | None:
+    """What ``RLIMIT_AS`` / ``RLIMIT_DATA`` (``ulimit -v``, ``prlimit``) leave above this process's size now."""
+    try:
+        import resource
+
+        status = Path("/proc/self/status").read_text()
+    except (ImportError, OSError):
+        return None
+    sizes = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    rooms = []
+    for limit_name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        soft, _ = resource.getrlimit(getattr(resource, limit_name))
+        if soft != resource.RLIM_INFINITY and field in sizes:
+            rooms.append(max(0, soft - int(sizes[field].split()[0]) * 1024))
+    return min(rooms) if rooms else None
+
+
 def machine_budget(device_type: str, device_index: int | None = None) -> Budget:
     """The default budget: ``RAM_FRACTION`` of available RAM, and ``GPU_FRACTION`` of free GPU memory on CUDA."""
     ram = available_ram()
     host = None if ram is None else int(ram * RAM_FRACTION)
     if device_type != "cuda":
-        return Budget(host, None, f"{RAM_FRACTION:.0%} of the RAM available at start")
+        return Budget(host, None, f"{RAM_FRACTION:.0%} of the memory available at start")
     import torch
 
     free, _ = torch.cuda.mem_get_info(device_index or 0)
     return Budget(host, int(free * GPU_FRACTION),
-                  f"{RAM_FRACTION:.0%} of the available RAM and {GPU_FRACTION:.0%} of the free GPU memory at start")
+                  f"{RAM_FRACTION:.0%} of the available memory and {GPU_FRACTION:.0%} of the free GPU memory at start")
 
 
 def fixed_budget(size: int) -> Budget:
@@ -149,27 +201,52 @@ def parse_size(text: str) -> int:
 
 
 def format_bytes(size: int) -> str:
-    """Bytes as GB with one decimal (powers of 1024, as ``parse_size`` reads them)."""
-    return f"{size / 2**30:.1f} GB"
+    """Bytes in the largest unit that keeps a digit before the point (powers of 1024, as ``parse_size``
+    reads them): ``1 byte``, ``512.0 KB``, ``2.0 GB``."""
+    if size < 1024:
+        return f"{size} byte" + ("" if size == 1 else "s")
+    for unit in "KMGT":
+        size /= 1024
+        if size < 1024 or unit == "T":
+            return f"{size:.1f} {unit}B"
+    raise AssertionError("unreachable")
+
+
+def network_bytes(padded_shape: tuple[int, int], remove_background: bool = True) -> int:
+    """Peak bytes of one image in a network batch: its padded input and the larger network's activations."""
+    padded = padded_shape[0] * padded_shape[1]
+    networks = max(NETWORK_BYTES_PER_PIXEL["unet"], NETWORK_BYTES_PER_PIXEL["isnet"] if remove_background else 0)
+    return padded * (3 + networks)
+
+
+def batch_capacity(padded_shape: tuple[int, int], budget: Budget, device_type: str = "cpu",
+                   remove_background: bool = True) -> int:
+    """How many images of ``padded_shape`` one network batch may hold within ``budget`` (at least 1; the
+    budget caps what one batch of the networks may take, as it caps one image)."""
+    limit = budget.device if device_type == "cuda" else budget.host
+    if limit is None:
+        return 2**31
+    return max(1, limit // network_bytes(padded_shape, remove_background))
 
 
 class MemoryBudgetError(ImageDecodeError):
     """An image would need more memory than the budget allows; refused before decoding."""
 
 
-def check_image(image: Image.Image, budget: Budget, **options) -> None:
+def check_image(image: Image.Image, budget: Budget, estimate: Callable[..., Estimate] = estimate) -> None:
     """``check`` for an opened, not yet decoded, Pillow image (a ``decode.load_rgb`` ``before_load`` hook)."""
     alpha = image.mode in _ALPHA or "transparency" in image.info
-    check(image.width, image.height, image.mode, budget, alpha=alpha, **options)
+    check(image.width, image.height, image.mode, budget, alpha=alpha, estimate=estimate)
 
 
-def check(width: int, height: int, mode: str, budget: Budget, **options) -> None:
+def check(width: int, height: int, mode: str, budget: Budget, *, alpha: bool = False,
+          estimate: Callable[..., Estimate] = estimate) -> None:
     """Raise ``MemoryBudgetError`` (or ``ImageShapeError``) when this image cannot be processed within ``budget``.
 
-    ``options`` are those of ``estimate``.
+    ``estimate`` is ``estimate`` with the run's settings bound (device, background, size, kinds).
     """
     check_shape(height, width)
-    need = estimate(width, height, mode, **options)
+    need = estimate(width, height, mode, alpha=alpha)
     for used, limit, where in ((need.host, budget.host, "of memory"), (need.device, budget.device, "on the GPU")):
         if limit is not None and used > limit:
             stage = max(need.stages, key=need.stages.get)

@@ -23,6 +23,7 @@ from torch import nn
 
 from animeface_seg.engine import geometry
 from animeface_seg.engine.batcher import ShapeBatcher
+from animeface_seg.engine.errors import SettingError
 from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
 from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
@@ -114,7 +115,8 @@ class Segmentor:
         fold_batchnorm: bool = True,
     ) -> None:
         if output_size not in ("original", "processed"):
-            raise ValueError(f"output_size must be 'original' or 'processed', not {output_size!r}")
+            raise SettingError(f"output_size must be 'original' or 'processed', not {output_size!r}",
+                               setting="output_size")
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.dtype = select_dtype(self.device, precision)
         self.output_size = output_size
@@ -185,6 +187,7 @@ class Segmentor:
         else:
             pixels = image.to(self.device, non_blocking=True)
         height, width = pixels.shape[1:]
+        geometry.check_shape(height, width)
         return Prepared(
             pixels=geometry.prepare(pixels),
             original_size=(height, width),
@@ -204,7 +207,7 @@ class Segmentor:
         if not batch:
             return []
         if len({p.padded_shape for p in batch}) != 1:
-            raise ValueError("run() needs images of one padded shape; __call__ groups them for you")
+            raise SettingError("run() needs images of one padded shape; __call__ groups them for you")
         try:
             classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
             return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]

@@ -23,11 +23,13 @@ from pathlib import Path, PurePath
 
 from watchfiles import Change, watch
 
-from animeface_seg.batch.discovery import InputError, Job, job_under, walk
-from animeface_seg.batch.plan import NameRule
+from animeface_seg.batch.discovery import InputError, Job, identity_of, job_under, walk
 from animeface_seg.batch.naming import OutputKind
-from animeface_seg.batch.pipeline import Outcome, is_done
+from animeface_seg.batch.display import shown
+from animeface_seg.batch.outcome import ALREADY_DONE, Outcome
+from animeface_seg.batch.plan import NameRule, OutputClaims
 from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.signature import stale_reason
 
 #: Seconds a file's size and modification time must stay unchanged before it is read.
 DEFAULT_SETTLE = 1.0
@@ -53,8 +55,8 @@ def _stamp(st: os.stat_result) -> Stamp:
 
 
 def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
-    """Whether a job's outputs are done (``is_done``) and none is older than its input."""
-    if not is_done(outputs):
+    """Whether a job's outputs all exist and none is older than its input."""
+    if stale_reason(outputs, None) is not None:
         return False
     try:
         changed = source.stat().st_mtime_ns
@@ -98,9 +100,13 @@ class DropFolders:
         self._pending: dict[Path, _Pending] = {}
         self._handed: dict[Path, Stamp | None] = {}
         """Per input (resolved path): the stamp it had when handed over or skipped; None for a reported error."""
+        self._root_ids: dict[Path, tuple[int, int] | None] | None = None
+        """Each watched folder's identity when last seen (None: missing); set by ``start``."""
         self._names = NameRule.probe(out_dir)
-        self._claims: dict[str, tuple[Path, Path]] = {}
-        """Output name (as OUT's file system compares names) -> (resolved, given) path of the input writing it."""
+        self._claims: OutputClaims | None = None
+        """Every output of every input seen so far, claimed as the up-front plan claims them (set by ``plan``)."""
+        self._owners: dict[Path, Job] = {}
+        """Resolved input path -> the job whose outputs it claimed."""
 
     @property
     def settle(self) -> float:
@@ -114,15 +120,64 @@ class DropFolders:
 
     def start(self) -> None:
         """Start watching; returns once the watcher is live (its first answer), so later changes are kept."""
-        ms = int(self._tick * 1000)
-        self._changes = watch(*(absolute for _, absolute in self._roots), watch_filter=None, debounce=2 * ms,
-                              step=min(50, ms), stop_event=self._stop, rust_timeout=ms, yield_on_timeout=True,
-                              recursive=self._recursive, force_polling=self._force_polling)
+        self._root_ids = {absolute: identity_of(absolute) for _, absolute in self._roots}
         try:
-            self._early = next(self._changes)
+            self._early = self._watch()
         except (OSError, RuntimeError) as exc:  # e.g. the inotify watch limit, or a folder removed meanwhile
             raise InputError(f"cannot watch {', '.join(map(str, self.folders))}: {exc} (on a network file system "
                              "or past the system's watch limit, set WATCHFILES_FORCE_POLLING=1)") from None
+
+    def _watch(self) -> set[tuple[Change, str]]:
+        """(Re)start the watcher on every watched folder that exists now; its first answer."""
+        if self._changes is not None:
+            self._changes.close()
+        folders = [absolute for absolute, identity in self._root_ids.items() if identity is not None]
+        self._changes = None
+        if not folders:
+            return set()
+        ms = int(self._tick * 1000)
+        self._changes = watch(*folders, watch_filter=None, debounce=2 * ms, step=min(50, ms), stop_event=self._stop,
+                              rust_timeout=ms, yield_on_timeout=True, recursive=self._recursive,
+                              force_polling=self._force_polling)
+        return next(self._changes)
+
+    def _next_changes(self) -> set[tuple[Change, str]]:
+        """The next batch of changes (empty on a tick without any, or while no watched folder exists)."""
+        if self._changes is None:
+            self._stop.wait(self._tick)
+            return set()
+        try:
+            return next(self._changes)
+        except StopIteration:  # stopped
+            return set()
+        except (OSError, RuntimeError):  # the watcher lost its folder: ``_check_folders`` sees to it
+            self._changes = None
+            return set()
+
+    def _check_folders(self, now: float, notice: Callable[[str], None] | None) -> None:
+        """Notice a watched folder that was removed (and wait for it), or that is back (and watch it again)."""
+        changed = []
+        for root, absolute in self._roots:
+            identity = identity_of(absolute)
+            if identity == self._root_ids[absolute]:
+                continue
+            self._root_ids[absolute] = identity
+            changed.append((root, absolute, identity))
+            if notice is not None:
+                notice(f"watched folder {shown(root)} was removed; waiting for it to come back" if identity is None
+                       else f"watched folder {shown(root)} is there again; watching it")
+        if not changed:
+            return
+        try:
+            early = self._watch()
+        except (OSError, RuntimeError):  # gone again meanwhile: the next check sees it
+            self._changes, early = None, set()
+        for change, name in early:
+            self._note(change, Path(name), now)
+        for root, absolute, identity in changed:
+            if identity is not None:
+                for job in walk(absolute, self._out_dir):
+                    self._candidate(Job(root / job.relative.parent / job.source.name, job.relative), now)
 
     def stop(self) -> None:
         """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
@@ -137,9 +192,12 @@ class DropFolders:
         skipped: list[Outcome] = []
         todo: list[Job] = []
         now, wall = time.monotonic(), time.time()
+        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names)
         for job in jobs:
             real = job.source.resolve()
-            self._claims.setdefault(self._names.key(job.relative.as_posix()), (real, job.source))
+            if job.runnable:
+                self._claims.claim(job)
+                self._owners[real] = job
             try:
                 st = job.source.stat()
             except OSError:
@@ -152,31 +210,36 @@ class DropFolders:
                 self._handed[real] = _stamp(st)
                 outputs = settings.outputs(job)
                 if up_to_date(outputs, job.source):
-                    skipped.append(Outcome(job, "skipped", outputs))
+                    skipped.append(Outcome(job, "skipped", outputs, reason=ALREADY_DONE))
                 else:
                     todo.append(job)
         return skipped, todo
 
-    def jobs(self, first: Iterable[Job] = (), on_job: Callable[[Job], None] | None = None) -> Iterator[Job]:
+    def jobs(self, first: Iterable[Job] = (), on_job: Callable[[Job], None] | None = None,
+             on_notice: Callable[[str], None] | None = None) -> Iterator[Job]:
         """``first`` (the planned scan), then each file below the folders once it has settled, until ``stop``.
 
         A file that changes after it was handed over is handed over again. ``on_job`` sees each job as it
-        is handed over (from the pipeline's feeding thread).
+        is handed over (from the pipeline's feeding thread); ``on_notice`` is told when a watched folder
+        goes away (the watch waits for it) and when it is back (the watch takes it up again).
         """
-        if self._changes is None:
+        if self._root_ids is None:
             raise RuntimeError("DropFolders.start() must be called before jobs()")
         for job in first:
             if on_job is not None:
                 on_job(job)
             yield job
-        for changes in chain([self._early], self._changes):
+        changes = self._early
+        while not self._stop.is_set():
             now = time.monotonic()
             for change, name in sorted(changes, key=lambda item: item[1]):
                 self._note(change, Path(name), now)
+            self._check_folders(now, on_notice)
             for job in self._settled(time.monotonic()):
                 if on_job is not None:
                     on_job(job)
                 yield job
+            changes = self._next_changes()
 
     # -- events -------------------------------------------------------------------------------
     def _locate(self, path: Path) -> tuple[Path, PurePath] | None:
@@ -265,11 +328,21 @@ class DropFolders:
             yield self._claimed(pending.job, real)
 
     def _claimed(self, job: Job, real: Path) -> Job:
-        """The job, or a failing one if another existing input already writes the same outputs."""
-        key = self._names.key(job.relative.as_posix())
-        owner = self._claims.get(key)
-        if owner is None or owner[0] == real or not owner[0].exists():
-            self._claims[key] = (real, job.source)
+        """The job, or a failing one if its outputs meet those of another input that still exists (any kind,
+        names compared as OUT's file system compares them, as the up-front plan does)."""
+        claims = self._claims
+        if claims is None:
             return job
-        return Job(job.source, job.relative, f"would overwrite the outputs of {owner[1]} (names compared as the "
-                   "output folder's file system compares them): rename one of the two files")
+        previous = self._owners.pop(real, None)
+        if previous is not None:
+            claims.release(previous)
+        for other in claims.claimants(job):
+            if not other.source.exists():  # its input is gone: its names are free again
+                claims.release(other)
+        conflicts = claims.claim(job) + claims.on_disk(job)
+        if conflicts:
+            claims.release(job)
+            text, hint = conflicts[0]
+            return Job(job.source, job.relative, f"its outputs would overwrite another input's: {text} ({hint})")
+        self._owners[real] = job
+        return job

@@ -9,21 +9,22 @@ kept in OUT's manifest (``batch/manifest.py``) when the run ends.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import Manifest
 from animeface_seg.batch.naming import OutputKind
-from animeface_seg.batch.pipeline import Outcome
+from animeface_seg.batch.outcome import Outcome, early_outcome, record
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.engine.errors import EngineError
 from animeface_seg.integrations.ray import records
+from animeface_seg.integrations.ray.address import check_reachable
 from animeface_seg.integrations.ray.storage import Location, Storage
 
 INSTALL_HINT = "pip install 'animeface-seg[ray]'"
@@ -90,6 +91,7 @@ def connect(options: ClusterOptions) -> Cluster:
     address = None
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+        check_reachable(address, "--ray-address" if options.address else "$RAY_ADDRESS")
         extra: dict[str, Any] = {"include_dashboard": False} if address == "local" else {}
         ray.init(address=address, log_to_driver=False, logging_level="WARNING", **extra)
         started = address == "local"
@@ -119,11 +121,9 @@ def run(jobs: Iterable[Job], settings: RunSettings, cluster: Cluster, storage: S
     Jobs that discovery already failed are reported without going to the cluster. The
     manifest is written when the iteration ends, however it ends, once any record came back.
     """
-    from animeface_seg.cli.report import outcome_record
-
     with Manifest(settings.out_dir, read=storage.read, write=storage.write, warn=_warn) as manifest:
         for outcome in _outcomes(list(jobs), settings, cluster, storage, model):
-            manifest.add(outcome_record(outcome))
+            manifest.add(record(outcome))
             yield outcome
 
 
@@ -144,20 +144,22 @@ def _outcomes(jobs: list[Job], settings: RunSettings, cluster: Cluster, storage:
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    from animeface_seg.integrations.ray.actor import SegmentActor, read_inputs
+    from animeface_seg.integrations.ray.actor import SegmentActor, job_row, read_inputs
 
     pending: dict[int, tuple[Job, dict[OutputKind, Location]]] = {}
     rows = []
     for index, job in enumerate(jobs):
-        outputs = job.outputs(settings.out_dir, settings.kinds)
-        if job.error:
-            yield Outcome(job, "error", outputs, job.error)
+        outputs = settings.outputs(job)
+        early = early_outcome(job)
+        if early is not None:
+            yield early
             continue
         pending[index] = (job, outputs)
-        rows.append({"index": index, "source": str(job.source),
-                     "outputs": json.dumps([str(outputs[kind]) for kind in settings.kinds])})
+        rows.append(job_row(index, job))
     if not rows:
         return
+    if isinstance(settings.out_dir, Path):  # workers need not share the command's working folder
+        settings = replace(settings, out_dir=settings.out_dir.absolute())
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the command's own progress bar counts the records
     call_rows = settings.batch_size * BATCHES_PER_CALL  # one block per actor call: every actor gets work early
@@ -180,5 +182,5 @@ def _outcomes(jobs: list[Job], settings: RunSettings, cluster: Cluster, storage:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         if len(pending) == len(rows):
             raise EngineError(f"the Ray job failed before any input was done: {reason}") from None
-        for job, outputs in pending.values():
-            yield Outcome(job, "error", outputs, f"the Ray job failed: {reason}")
+        for job, _ in pending.values():
+            yield Outcome(job, "error", {}, f"the Ray job failed: {reason}")

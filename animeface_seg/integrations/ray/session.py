@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from animeface_seg.batch.discovery import Job
-from animeface_seg.batch.pipeline import Outcome
+from animeface_seg.batch.outcome import Outcome
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.integrations.ray import engine
 from animeface_seg.integrations.ray.discovery import discover_anywhere

@@ -8,14 +8,15 @@ to Ray workers and opens its connections there.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
-from pathlib import Path, PurePosixPath
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Union
+from pathlib import Path, PurePosixPath
+from typing import Union
 
-if TYPE_CHECKING:
-    from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.store import HEAD_BYTES, LOCAL
+from animeface_seg.batch.tempfiles import Writer
 
 #: Environment variables naming an S3-compatible endpoint (the AWS SDKs' conventions), most specific first.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -123,27 +124,46 @@ class Storage:
 
     def write(self, location: Location, data: bytes) -> None:
         """Store ``data`` whole: a local file via a temporary name and an atomic rename, an object in one put."""
-        if isinstance(location, Path):
-            location.parent.mkdir(parents=True, exist_ok=True)
-            tmp = location.with_name(f".{location.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, location)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return
-        with self.filesystem(location).open_output_stream(location.key) as stream:
-            stream.write(data)
+        self.write_set({location: lambda stream: stream.write(data)})
 
-    def is_done(self, outputs: Mapping[OutputKind, Location]) -> bool:
-        """Whether every output of a job exists (``--skip-existing``): ``pipeline.is_done`` for local
-        files, one listing per key for objects."""
+    def is_file(self, location: Location) -> bool:
+        """Whether a file or object is at ``location``."""
         from pyarrow import fs
 
-        from animeface_seg.batch.pipeline import is_done
+        if isinstance(location, Path):
+            return LOCAL.is_file(location)
+        return self.filesystem(location).get_file_info(location.key).type == fs.FileType.File
 
-        if all(isinstance(path, Path) for path in outputs.values()):
-            return is_done(dict(outputs))
-        return all(
-            self.filesystem(path).get_file_info(path.key).type == fs.FileType.File for path in outputs.values()
-        )
+    def head(self, location: Location, size: int = HEAD_BYTES) -> bytes:
+        """The first ``size`` bytes of a file or object."""
+        if isinstance(location, Path):
+            return LOCAL.head(location, size)
+        with self.filesystem(location).open_input_file(location.key) as stream:
+            return stream.read(size)
+
+    def write_set(self, files: Mapping[Location, Writer]) -> None:
+        """Write every file or object, all or nothing: local files through ``tempfiles.write_set``; objects
+        each in one whole put, and those already put are deleted again when a later one fails."""
+        local = {path: write for path, write in files.items() if isinstance(path, Path)}
+        if local:
+            LOCAL.write_set(local)
+        put: list[StoragePath] = []
+        try:
+            for location, write in files.items():
+                if isinstance(location, Path):
+                    continue
+                buffer = io.BytesIO()
+                write(buffer)
+                with self.filesystem(location).open_output_stream(location.key) as stream:
+                    stream.write(buffer.getvalue())
+                put.append(location)
+        except BaseException:
+            for location in [*put, *local]:
+                try:
+                    if isinstance(location, Path):
+                        location.unlink()
+                    else:
+                        self.filesystem(location).delete_file(location.key)
+                except OSError:
+                    pass
+            raise

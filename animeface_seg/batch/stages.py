@@ -1,0 +1,131 @@
+"""The stages every engine takes an input through, so each rule lives in one place.
+
+``begin`` settles a job without decoding it (failed or skipped by discovery, or already done
+with ``--skip-existing``) or turns it into ``Work``; ``decode`` reads it within the memory
+budget and prepares the network input; ``segment`` runs a batch of one padded shape; ``write``
+renders every output kind and writes the set all or nothing. Every failure of one input, of
+any kind, becomes that input's ``error`` outcome, never an exception that stops the others.
+The local pipeline and the watch mode call these from their threads (``pipeline.py``), the Ray
+actors in line (``integrations/ray/actor.py``). Outputs are always ``RunSettings.outputs(job)``,
+and the default memory budget is measured where the stages run.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+
+from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
+from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.signature import Signature, stale_reason
+from animeface_seg.batch.store import LOCAL, OutputStore
+from animeface_seg.batch.writers import write_outputs
+from animeface_seg.engine import memory
+from animeface_seg.engine.decode import load_rgb
+from animeface_seg.engine.errors import ImageDecodeError
+from animeface_seg.engine.segmentor import Prepared, Segmentation, Segmentor
+
+
+@dataclass
+class Work:
+    """A job to process, where its outputs go, and why existing outputs are made again (if they are)."""
+
+    job: Job
+    outputs: dict[OutputKind, PurePath]
+    reason: str | None = None
+
+
+@dataclass
+class Decoded:
+    """A job's image, ready for the networks, and its source pixels when an output kind needs them."""
+
+    work: Work
+    prepared: Prepared
+    source: np.ndarray | None
+
+    @property
+    def shape(self) -> Hashable:
+        """Inputs of one padded shape can share a batch."""
+        return self.prepared.padded_shape
+
+
+class Stages:
+    """One run's stages: built where the work runs, with the segmentor, the run's settings and the store."""
+
+    def __init__(self, segmentor: Segmentor, settings: RunSettings, store: OutputStore = LOCAL) -> None:
+        self.segmentor = segmentor
+        self.settings = settings
+        self.store = store
+        self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        self.signature = Signature.of(segmentor, layout=settings.layout)
+        self.png_info = self.signature.png_info()
+        device = segmentor.device
+        self.budget = settings.memory_budget or memory.machine_budget(device.type, device.index)
+        self._estimate = functools.partial(
+            memory.estimate, device_type=device.type, remove_background=segmentor.remove_background,
+            output_size=segmentor.output_size, kinds=settings.kinds)
+        self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
+
+    def begin(self, job: Job) -> Outcome | Work:
+        """The job's outcome when it needs no decoding (failed, skipped, already done), else its ``Work``."""
+        outputs = self.settings.outputs(job)
+        early = early_outcome(job)
+        if early is not None:
+            return early
+        if not self.settings.skip_existing:
+            return Work(job, outputs)
+        try:
+            reason = stale_reason(outputs, self.signature, self.store)
+            if reason is None:
+                return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
+            if not any(self.store.is_file(path) for path in outputs.values()):
+                reason = None  # nothing made yet: no news for the record
+        except Exception as exc:  # noqa: BLE001 - an unreadable output fails this input alone
+            return failed_outcome(job, exc, "read")
+        return Work(job, outputs, reason)
+
+    def decode(self, work: Work, content: bytes | None = None) -> Decoded:
+        """Read the job's file (or ``content``, its bytes read elsewhere) within the memory budget; raises."""
+        if content is not None and not content:
+            raise ImageDecodeError("file is empty (0 bytes)")
+        source = work.job.source if content is None else io.BytesIO(content)
+        image = load_rgb(source, max_pixels=self.settings.max_pixels, before_load=self.before_load)
+        return Decoded(work, self.segmentor.prepare(image), image if self.keep_source else None)
+
+    def batch_limit(self, shape: Hashable) -> int:
+        """Most images of this padded shape one network batch may hold within the budget (at least 1)."""
+        device = self.segmentor.device.type
+        capacity = memory.batch_capacity(shape, self.budget, device, self.segmentor.remove_background)
+        return min(self.settings.batch_size, capacity)
+
+    def segment(self, items: list[Decoded]) -> list[tuple[Decoded, Segmentation] | Outcome]:
+        """Run one batch; every input of a batch that fails gets its error outcome."""
+        try:
+            results = self.segmentor.run([item.prepared for item in items])
+        except Exception as exc:  # noqa: BLE001 - the batch fails alone, the run goes on
+            return [self.failed(item.work, exc, "segment") for item in items]
+        return list(zip(items, results))
+
+    def write(self, item: Decoded, result: Segmentation) -> Outcome:
+        """Render and write every output of one input, all or nothing; its outcome."""
+        work = item.work
+        try:
+            write_outputs(result, work.outputs, item.source, self.png_info, self.store)
+        except Exception as exc:  # noqa: BLE001 - nothing of the set is left; this input fails alone
+            return self.failed(work, exc, "write")
+        return Outcome(work.job, "ok", dict(work.outputs), original_size=result.original_size,
+                       processed_size=result.processed_size, class_fractions=result.class_fractions,
+                       mask_coverage=result.mask_coverage, reason=work.reason)
+
+    def failed(self, work: Work, exc: BaseException, stage: str) -> Outcome:
+        """The error outcome of ``work`` whose ``stage`` (``read``, ``segment``, ``write``) raised ``exc``."""
+        outcome = failed_outcome(work.job, exc, stage)
+        outcome.reason = work.reason
+        return outcome

@@ -1,0 +1,169 @@
+"""One runner per way the command can run a request, behind one interface.
+
+``LocalRunner`` runs the pipeline in this process, ``WatchRunner`` feeds it the files that
+settle in watched folders, ``RayRunner`` runs the shared stages on a Ray cluster. Each plans
+the inputs, starts its engine, turns jobs into outcomes and lets go; ``run.py`` drives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, TextIO
+
+from animeface_seg.batch.discovery import InputError, Job
+from animeface_seg.batch.outcome import Outcome
+from animeface_seg.batch.plan import Plan, make_plan, plan_remote
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.cli.request import RunRequest
+
+if TYPE_CHECKING:
+    from animeface_seg.cli.report import Reporter
+    from animeface_seg.engine.segmentor import Segmentor
+
+
+class Runner:
+    """Plan, start, run, close: what ``run.py`` asks of every mode."""
+
+    #: Whether the job source stays open until a stop signal (no total, no progress bar).
+    endless = False
+
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+
+    def plan(self, stdin: TextIO | None) -> Plan:
+        """Every input found and every output checked (``PlanError`` on conflicts)."""
+        r = self.request
+        return make_plan(r.inputs, r.output, r.kinds, layout=r.layout, recursive=r.recursive, stdin=stdin,
+                         null=r.null, root=r.root, allow_empty=self.endless)
+
+    def start(self) -> None:
+        """Load the networks or join the cluster (slow; may raise ``EngineError``)."""
+        raise NotImplementedError
+
+    @property
+    def device_type(self) -> str:
+        """``cpu`` or ``cuda``: where the networks run (decides the settings' defaults)."""
+        raise NotImplementedError
+
+    @property
+    def description(self) -> str:
+        """Where the networks run, in words, for the device line."""
+        raise NotImplementedError
+
+    def notices(self) -> list[str]:
+        """Lines worth telling the user before the work starts."""
+        return []
+
+    def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:
+        """The jobs to run (a live source may add to the planned ones)."""
+        return jobs
+
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
+        """One outcome per job, as each finishes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of what ``start`` took (and, for a live source, stop it)."""
+
+
+class LocalRunner(Runner):
+    """The streaming pipeline in this process, with a segmentor from ``factory``."""
+
+    def __init__(self, request: RunRequest, factory: Callable[..., Segmentor]) -> None:
+        super().__init__(request)
+        self.factory = factory
+        self.segmentor: Segmentor | None = None
+
+    def start(self) -> None:
+        self.segmentor = self.factory(**self.request.model, device=self.request.device)
+        if self.segmentor.device.type == "cuda":
+            import torch
+
+            torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
+
+    @property
+    def device_type(self) -> str:
+        return self.segmentor.device.type
+
+    @property
+    def description(self) -> str:
+        return self.segmentor.description
+
+    def notices(self) -> list[str]:
+        import torch
+
+        from animeface_seg.engine.device import cpu_has_native_bf16
+
+        if self.device_type == "cpu" and self.segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+            return ["note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here"]
+        return []
+
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
+        from animeface_seg.batch.pipeline import process
+
+        return process(jobs, self.segmentor, settings)
+
+
+class WatchRunner(LocalRunner):
+    """The local pipeline fed by watched folders: the first scan, then every file that settles."""
+
+    endless = True
+
+    def __init__(self, request: RunRequest, factory: Callable[..., Segmentor]) -> None:
+        super().__init__(request, factory)
+        try:
+            from animeface_seg.integrations.watch import DEFAULT_SETTLE, DropFolders
+        except ImportError as exc:
+            raise InputError(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
+        settle = DEFAULT_SETTLE if request.settle is None else request.settle
+        self.drop = DropFolders(request.inputs, request.output, settle=settle, recursive=request.recursive)
+        self.drop.start()  # before the first scan, so nothing dropped meanwhile is missed
+
+    def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:
+        from animeface_seg.batch.display import shown
+
+        skipped, todo = self.drop.plan(jobs, settings)
+        for outcome in skipped:
+            reporter.add(outcome)
+        reporter.info(f"watching {', '.join(map(shown, self.request.inputs))} (settle {self.drop.settle:g} s); "
+                      "Ctrl-C or SIGTERM stops")
+        return self.drop.jobs(todo, on_job=reporter.processing, on_notice=reporter.info)
+
+    def close(self) -> None:
+        self.drop.stop()
+
+
+class RayRunner(Runner):
+    """The shared stages on a Ray cluster; inputs and OUT may be object-storage URIs."""
+
+    def __init__(self, request: RunRequest) -> None:
+        from animeface_seg.integrations.ray.session import RaySession
+
+        super().__init__(request)
+        self.session = RaySession(device=request.device, model=request.model, **request.ray_options)
+
+    def plan(self, stdin: TextIO | None) -> Plan:
+        from animeface_seg.integrations.ray.storage import is_uri
+
+        r = self.request
+        if not any(is_uri(str(name)) for name in [*r.inputs, r.output]):
+            return super().plan(stdin)
+        jobs = self.session.discover(r.inputs, r.output, recursive=r.recursive, stdin=stdin)
+        return plan_remote(jobs, r.output, r.kinds, layout=r.layout)
+
+    def start(self) -> None:
+        self.session.start()
+
+    @property
+    def device_type(self) -> str:
+        return self.session.device_type
+
+    @property
+    def description(self) -> str:
+        return self.session.description
+
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
+        return self.session.process(jobs, settings)
+
+    def close(self) -> None:
+        self.session.close()
