@@ -63,8 +63,11 @@ def reviewed(run_cli, tmp_path_factory):
     proc = run_cli(str(first), "-o", str(out), "--overlay", "--review")
     assert proc.returncode == 1, proc.stderr
     assert "review page:" in proc.stderr
+    thumbs = {path: path.stat().st_mtime_ns for path in (out / ".animeface-seg-review").rglob("*.*")}
+    assert len(thumbs) == 3 * 3
     proc = run_cli(str(root / "second" / "c.png"), "-o", str(out), "--overlay", "--review")
     assert proc.returncode == 0, proc.stderr
+    assert all(path.stat().st_mtime_ns == made for path, made in thumbs.items())  # reused, not made again
     assert f"review page: {out / 'index.html'} (5 input(s): 4 ok, 0 skipped, 1 failed)" in proc.stderr
     records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
     return out, {record["input"]: record for record in records}, root

@@ -114,7 +114,8 @@ def _item(record: dict, out_dir: Path) -> str:
         coverage = record.get("mask_coverage")
         if isinstance(coverage, (int, float)):
             parts.append(f'<p class="coverage">mask coverage {100 * coverage:.1f}%</p>')
-        parts.append('<div class="bar"></div><dl class="fractions"></dl>')
+        if isinstance(fractions, dict):
+            parts.append('<div class="bar"></div><dl class="fractions"></dl>')
     if record.get("reason"):
         parts.append(f'<p class="reason">{html.escape(shown(str(record["reason"])))}</p>')
     parts.append("</article>")
