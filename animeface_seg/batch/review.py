@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.manifest import Warn, load, write_atomic
+from animeface_seg.batch.manifest import Warn, load
+from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.batch.thumbnails import thumbnail
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
 
@@ -63,7 +64,8 @@ def write_review(out_dir: Path, warn: Warn | None = None, workers: int | None = 
         items = list(pool.map(lambda record: _item(record, out_dir), records))
     counts = Counter(record.get("status") for record in records)
     page = out_dir / PAGE_NAME
-    write_atomic(page, _page(out_dir, items, counts).encode("utf-8"))
+    text = _page(out_dir, items, counts).encode("utf-8")
+    write_set({page: lambda stream: stream.write(text)})
     return (f"review page: {shown(page)} ({len(records)} input(s): {counts['ok']} ok, {counts['skipped']} skipped, "
             f"{counts['error']} failed)")
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from io import BytesIO
 from pathlib import Path
 
 from PIL import Image
 
-from animeface_seg.batch.manifest import write_atomic
+from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, to_rgb_array
 
 #: The review page's own folder in OUT.
@@ -49,13 +48,8 @@ def thumbnail(file: Path, out_dir: Path, *, exact_colours: bool = False,
             picture = Image.fromarray(to_rgb_array(image))
         picture.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.NEAREST if exact_colours
                           else Image.Resampling.BILINEAR)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = BytesIO()
-        if exact_colours:
-            picture.save(data, format="PNG")
-        else:
-            picture.save(data, format="JPEG", quality=80)
-        write_atomic(target, data.getvalue())
+        options = {"format": "PNG"} if exact_colours else {"format": "JPEG", "quality": 80}
+        write_set({target: lambda stream: picture.save(stream, **options)})
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return None
     return relative
