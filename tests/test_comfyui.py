@@ -243,7 +243,7 @@ def test_the_pack_folder_works_without_the_package_installed(tmp_path):
     assert proc.returncode == 0, proc.stderr
     module_file, classes, torch_loaded = proc.stdout.splitlines()
     assert Path(module_file).resolve() == (pack / "animeface_seg" / "__init__.py").resolve()
-    assert classes == f"['{NODE}']"
+    assert classes == f"['{NODE}', 'AnimeFaceClassMask']"
     assert torch_loaded == "False"  # registering the node loads nothing heavy
 
 

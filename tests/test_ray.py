@@ -117,6 +117,7 @@ def test_corrupt_file_fails_alone(both_engines):
     assert remote.returncode == local.returncode == 1
     bad = _records(remote.stdout)["broken.png"]
     assert bad["status"] == "error" and bad["error"] == _records(local.stdout)["broken.png"]["error"]
+    assert bad["outputs"] == {} == _records(local.stdout)["broken.png"]["outputs"]  # nothing of its set exists
     assert "not a recognised image" in bad["error"]
     assert f"error: {bad['input']}: not a recognised image" in remote.stderr
     assert "processed 3, skipped 0, failed 1" in remote.stderr
@@ -142,11 +143,42 @@ def test_skip_existing_resumes(both_engines, run_cli, folder):
     proc = run_cli(str(folder), "-o", str(ray_out), "--engine", "ray", "--batch-size", "2", "--device", "cpu",
                    "--skip-existing", "--json")
     assert proc.returncode == 1  # the corrupt file is tried again, and fails again
-    status = {name: record["status"] for name, record in _records(proc.stdout).items()}
+    records = _records(proc.stdout)
+    status = {name: record["status"] for name, record in records.items()}
     assert status == {"a.png": "skipped", "c.png": "skipped", "b.jpg": "ok", "broken.png": "error"}
+    assert records["a.png"]["reason"] == "already done" and records["b.jpg"]["reason"] == "b_mask.png is missing"
     after = _pngs(ray_out)
     assert "b_mask.png" in after
     assert all(after[name].stat().st_mtime_ns == mtime for name, mtime in before.items() if not name.startswith("b"))
+
+
+def test_ray_keeps_the_local_layout_budget_and_resume_rule(ray_instance, run_cli, tmp_path):
+    src = tmp_path / "in"
+    make_image(src / "small.png", (64, 48), seed=1)
+    make_image(src / "sub" / "wide.png", (160, 64), seed=2)  # networks at 1280x512: over a 400M budget
+    args = ("--layout", "by-kind", "--memory-budget", "400M", "--json", "--device", "cpu")
+    local = run_cli(str(src), "-o", str(tmp_path / "local"), *args)
+    remote = run_cli(str(src), "-o", str(tmp_path / "ray"), "--engine", "ray", *args)
+    assert local.returncode == remote.returncode == 1, remote.stderr
+    assert sorted(map(str, _tree(tmp_path / "ray"))) == sorted(map(str, _tree(tmp_path / "local"))) == [
+        "maps/small.png", "masks/small.png"]
+    ours, theirs = _records(remote.stdout), _records(local.stdout)
+    assert ours["wide.png"]["status"] == "error" and ours["wide.png"]["error"] == theirs["wide.png"]["error"]
+    assert "over the budget of 400.0 MB per image (--memory-budget 400.0 MB)" in ours["wide.png"]["error"]
+
+    # another size: made again on Ray as locally, saying why; the refused image is still refused
+    redo = run_cli(str(src), "-o", str(tmp_path / "ray"), "--engine", "ray", "--skip-existing", "--size",
+                   "processed", *args)
+    records = _records(redo.stdout)
+    assert records["small.png"]["status"] == "ok"
+    assert records["small.png"]["reason"] == "small.png was made with other settings: size 'original' (now 'processed')"
+    assert records["small.png"]["outputs"] == {"map": str(tmp_path / "ray" / "maps" / "small.png"),
+                                               "mask": str(tmp_path / "ray" / "masks" / "small.png")}
+    assert read_rgb(tmp_path / "ray" / "maps" / "small.png").shape[:2] == (512, 683)
+
+
+def _tree(root: Path) -> list[Path]:
+    return [path.relative_to(root) for path in root.rglob("*.png")]
 
 
 def test_without_ray_installed_the_engine_is_a_clear_setup_error(run_cli, folder, tmp_path, monkeypatch):

@@ -254,3 +254,47 @@ def test_source_hands_over_settled_files_once_and_stops(tmp_path):
         reader.join(timeout=WAIT)
     assert not reader.is_alive(), "the source did not stop"
     assert got.empty(), [got.get() for _ in range(got.qsize())]
+
+
+def test_live_watch_checks_every_kind_follows_a_recreated_folder_and_ignores_a_second_stop(weights_dir, tmp_path):
+    src, out, staging = tmp_path / "in", tmp_path / "out", tmp_path / "staging"
+    staging.mkdir()
+    x = make_image(src / "x.png", (64, 48), seed=0)
+    args = [str(src), "-o", str(out), "--watch", "--settle", "0.5", "--weights-dir", str(weights_dir),
+            "--device", "cpu", "--size", "processed", "--json"]
+    watch = LiveWatch(args)
+    try:
+        assert watch.wait_for(x, timeout=FIRST_WAIT)["status"] == "ok"
+        mask_of_x = (out / "x_mask.png").read_bytes()
+
+        # its map would be x's mask: refused alone, x's mask stays as it was
+        clash = _moved_in(staging, src / "x_mask.png", (48, 64), seed=1)
+        record = watch.wait_for(clash)
+        assert record["status"] == "error" and record["outputs"] == {}, record
+        assert "would overwrite another input's" in record["error"] and "the mask of" in record["error"], record
+        assert (out / "x_mask.png").read_bytes() == mask_of_x
+
+        # the watched folder removed and made again: noticed, and watched again
+        for path in sorted(src.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        src.rmdir()
+        deadline = time.monotonic() + WAIT
+        while not any("was removed" in line for line in watch.stderr) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        src.mkdir()
+        back = _moved_in(staging, src / "back.png", (64, 48), seed=2)
+        assert watch.wait_for(back)["status"] == "ok"
+        assert (out / "back.png").is_file()
+
+        # a second stop signal during the orderly stop is ignored: the documented exit code stays
+        watch.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        if watch.proc.poll() is None:
+            watch.proc.send_signal(signal.SIGTERM)
+        code = watch.stop(signal.SIGTERM) if watch.proc.poll() is None else watch.proc.wait()
+    finally:
+        watch.kill()
+    stderr = "".join(watch.stderr)
+    assert code == 1, stderr  # the clash failed
+    assert "was removed; waiting for it to come back" in stderr and "is there again" in stderr, stderr
+    assert "Traceback" not in stderr

@@ -141,8 +141,11 @@ def identity_of(path: Path) -> Identity | None:
     return st.st_dev, st.st_ino
 
 
-def folder_identity(out_dir: Path) -> Identity | None:
-    """The identity of OUT, also when it is spelled through a folder that does not exist (``new/../out``)."""
+def folder_identity(out_dir: PurePath) -> Identity | None:
+    """The identity of OUT, also when it is spelled through a folder that does not exist (``new/../out``);
+    ``None`` for an OUT that is not on this machine's file system (object storage)."""
+    if not isinstance(out_dir, Path):
+        return None
     return identity_of(out_dir) or identity_of(Path(os.path.abspath(out_dir)))
 
 

@@ -3,7 +3,8 @@
 For an input mirrored at ``a/b`` under OUT, the ``mirror`` layout writes the map to
 ``OUT/a/b.png``, the mask to ``OUT/a/b_mask.png``, and so on; the ``by-kind`` layout gives each
 kind its own tree with the input's own name (``OUT/maps/a/b.png``, ``OUT/masks/a/b.png``), the
-layout ControlNet training scripts expect. Every output is a PNG.
+layout ControlNet training scripts expect. Each face-part class can have its own mask too
+(``--class-masks``): ``OUT/a/b_hair.png``, or ``OUT/hair/a/b.png`` by kind. Every output is a PNG.
 
 A clip (a video, an animated image) mirrored at ``a/clip`` gets a folder instead: ``OUT/a/clip/``
 holding ``000001.png``, ``000001_mask.png``, ... (``mirror``), or ``OUT/maps/a/clip/000001.png``,
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path, PurePath
 
+from animeface_seg.engine.palette import CLASS_NAMES
+
 
 class OutputKind(str, Enum):
     """What a run can write for each input."""
@@ -25,6 +28,14 @@ class OutputKind(str, Enum):
     MASK = "mask"
     CUTOUT = "cutout"
     OVERLAY = "overlay"
+    # One mask per face-part class, named as the class (``palette.CLASS_NAMES``): 255 where the map has it.
+    BACKGROUND = "background"
+    HAIR = "hair"
+    EYE = "eye"
+    MOUTH = "mouth"
+    FACE = "face"
+    SKIN = "skin"
+    CLOTHES = "clothes"
 
     def __str__(self) -> str:
         return self.value
@@ -45,12 +56,16 @@ class Layout(str, Enum):
         return self.value
 
 
+#: The per-class mask kinds, in palette order (a palette class without its kind fails here, on import).
+CLASS_KINDS: tuple[OutputKind, ...] = tuple(OutputKind(name) for name in CLASS_NAMES)
+
 #: Output kind -> suffix added to the input's stem (``mirror`` layout).
 OUTPUT_SUFFIXES: dict[OutputKind, str] = {
     OutputKind.MAP: "",
     OutputKind.MASK: "_mask",
     OutputKind.CUTOUT: "_cutout",
     OutputKind.OVERLAY: "_overlay",
+    **{kind: f"_{kind}" for kind in CLASS_KINDS},
 }
 
 #: Output kind -> its tree under OUT (``by-kind`` layout).
@@ -59,6 +74,7 @@ KIND_FOLDERS: dict[OutputKind, str] = {
     OutputKind.MASK: "masks",
     OutputKind.CUTOUT: "cutouts",
     OutputKind.OVERLAY: "overlays",
+    **{kind: str(kind) for kind in CLASS_KINDS},
 }
 
 #: Kinds that need the decoded source image at writing time.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.naming import CLASS_KINDS, Layout, OutputKind
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 from animeface_seg.engine.memory import Budget
+from animeface_seg.engine.palette import class_index
 
 if TYPE_CHECKING:
     from animeface_seg.batch.discovery import Job
@@ -29,8 +31,10 @@ def default_workers(device_type: str) -> int:
     return min(8, cores) if device_type == "cuda" else max(1, min(2, cores - 1))
 
 
-def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False) -> tuple[OutputKind, ...]:
-    """What a run writes: the map, the mask unless the background is kept, and the optional extras."""
+def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False,
+                 class_masks: Iterable[str] = ()) -> tuple[OutputKind, ...]:
+    """What a run writes: the map, the mask unless the background is kept, the optional extras, and
+    one mask per class named in ``class_masks`` (``palette.CLASS_NAMES``; see ``palette.select_classes``)."""
     kinds = [OutputKind.MAP]
     if not keep_background:
         kinds.append(OutputKind.MASK)
@@ -38,6 +42,7 @@ def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: b
         kinds.append(OutputKind.CUTOUT)
     if overlay:
         kinds.append(OutputKind.OVERLAY)
+    kinds += [CLASS_KINDS[class_index(name)] for name in dict.fromkeys(class_masks)]
     return tuple(kinds)
 
 
@@ -59,8 +64,8 @@ class RunSettings:
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
-               overlay: bool = False, batch_size: int | None = None, workers: int | None = None,
-               skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               overlay: bool = False, class_masks: Iterable[str] = (), batch_size: int | None = None,
+               workers: int | None = None, skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR,
                memory_budget: int | None = None) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
@@ -73,7 +78,7 @@ class RunSettings:
 
         return cls(
             out_dir=out_dir,
-            kinds=output_kinds(keep_background, cutout, overlay),
+            kinds=output_kinds(keep_background, cutout, overlay, class_masks),
             batch_size=max(1, batch_size or default_batch_size(device_type)),
             workers=max(1, workers or default_workers(device_type)),
             skip_existing=skip_existing,

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.naming import CLASS_KINDS, OutputKind
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.batch.tempfiles import Writer
 from animeface_seg.engine import geometry
@@ -46,8 +46,9 @@ def _source_at(source: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def render(result: Segmentation, kind: OutputKind, source: np.ndarray | None = None) -> Image.Image:
-    """The image for one output kind: ``map``, ``mask``, ``cutout`` or ``overlay``.
+    """The image for one output kind: ``map``, ``mask``, ``cutout``, ``overlay`` or a class name.
 
+    A class mask (``hair``, ...) is 255 where the class map has that class, on the map's own grid.
     ``cutout`` is the source at its original size with the mask as alpha; ``overlay`` blends
     the map over the source at the map's size. Both need the decoded ``source`` and use the
     engine's geometry, so map, mask, cutout and overlay share one pixel grid.
@@ -56,6 +57,8 @@ def render(result: Segmentation, kind: OutputKind, source: np.ndarray | None = N
         return Image.fromarray(result.colors, "RGB")
     if kind == OutputKind.MASK:
         return Image.fromarray(result.mask, "L")
+    if kind in CLASS_KINDS:
+        return Image.fromarray(result.class_mask(str(kind)), "L")
     if source is None:
         raise ValueError(f"the {kind} output needs the source image")
     if kind == OutputKind.CUTOUT:

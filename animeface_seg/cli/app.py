@@ -19,6 +19,7 @@ import typer
 from animeface_seg import __version__
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout
+from animeface_seg.engine.palette import CLASS_NAMES, select_classes
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
@@ -46,6 +47,7 @@ Examples:
   find . -name '*.png' | animeface-seg - -o out/ --device cpu
   find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
+  animeface-seg data/ -o out/ --class-masks hair,eye  # also out/<name>_hair.png, out/<name>_eye.png
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
   animeface-seg photos/ -o out/ --overlay --review   # then open out/index.html to check them all
@@ -124,6 +126,10 @@ def command(
         "--cutout", help="Also write <name>_cutout.png: the source with the mask as transparency.")] = False,
     overlay: Annotated[bool, typer.Option(
         "--overlay", help="Also write <name>_overlay.png: the map blended over the source, for checking.")] = False,
+    class_masks: Annotated[Optional[str], typer.Option(
+        "--class-masks", metavar="LIST", help="Also write a mask per face-part class, <name>_<class>.png "
+        f"(by-kind: OUT/<class>/...), 255 where the map has that class: comma-separated from "
+        f"{', '.join(CLASS_NAMES)}, or all. E.g. --class-masks hair,eye", show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Resume: skip inputs whose outputs all exist already.")] = False,
     recursive: Annotated[bool, typer.Option(
@@ -201,6 +207,7 @@ def command(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    classes = _class_names(class_masks)
     from animeface_seg.engine.errors import EngineError
     from animeface_seg.batch.discovery import InputError
     from animeface_seg.cli.process_setup import signals_deferred
@@ -243,9 +250,9 @@ def command(
         from animeface_seg.cli.run import SetupFailed, execute
 
         request = RunRequest(
-            inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay),
-            mode="watch" if watch else engine.value, keep_background=keep_background, size=size.value,
-            cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
+            inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay, classes),
+            class_masks=classes, mode="watch" if watch else engine.value, keep_background=keep_background,
+            size=size.value, cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
             precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
@@ -293,6 +300,16 @@ def _ray_options(engine: Engine, address: str | None, replicas: int | None, gpus
     except AddressError as exc:
         raise _fail(str(exc)) from None
     return dict(address=address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
+
+
+def _class_names(text: str | None) -> tuple[str, ...]:
+    """``--class-masks LIST`` as class names in palette order (none when not given); checked before anything loads."""
+    if text is None:
+        return ()
+    try:
+        return select_classes(text)
+    except ValueError as exc:
+        raise _fail(f"--class-masks: {exc}") from None
 
 
 def _memory_budget(text: str | None) -> int | None:

@@ -34,6 +34,10 @@ class _Signals:
         if cls.stopping:
             return
         cls.stopping = True
+        # Ignored from now on by the kernel itself: the interpreter's own shutdown, which restores the
+        # default action of signals that have a Python handler, must not let a second one kill the process.
+        for other in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(other, signal.SIG_IGN)
         exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         if cls.held:
             cls.pending = exc

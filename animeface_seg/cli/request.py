@@ -23,6 +23,7 @@ class RunRequest:
     size: str = "original"
     cutout: bool = False
     overlay: bool = False
+    class_masks: tuple[str, ...] = ()
     skip_existing: bool = False
     recursive: bool = True
     device: str = "auto"

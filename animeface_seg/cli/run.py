@@ -93,7 +93,8 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         raise
 
     settings = RunSettings.decide(request.output, runner.device_type, keep_background=request.keep_background,
-                                  cutout=request.cutout, overlay=request.overlay, batch_size=request.batch_size,
+                                  cutout=request.cutout, overlay=request.overlay, class_masks=request.class_masks,
+                                  batch_size=request.batch_size,
                                   workers=request.workers, skip_existing=request.skip_existing,
                                   max_pixels=request.max_pixels, layout=request.layout,
                                   memory_budget=request.memory_budget)

@@ -41,3 +41,7 @@ class ImageInputError(EngineError, ValueError):
 
 class SettingError(EngineError, ValueError):
     """A parameter of the API has a value it cannot take; ``setting`` names it."""
+
+
+class OutOfMemory(EngineError, MemoryError):
+    """One image did not fit in memory even alone; ``setting`` is the memory budget that should have refused it."""

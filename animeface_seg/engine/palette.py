@@ -25,6 +25,29 @@ CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
 NUM_CLASSES: int = len(CLASS_NAMES)
 
 
+def class_index(name: str) -> int:
+    """The index of class ``name`` (its value in a class map); ``ValueError`` listing the valid names."""
+    try:
+        return CLASS_NAMES.index(name)
+    except ValueError:
+        raise ValueError(f"unknown class {name!r}; the classes are {', '.join(CLASS_NAMES)}") from None
+
+
+def select_classes(spec: str) -> tuple[str, ...]:
+    """Class names from a comma-separated list such as ``"hair,face"``, or ``"all"``, in palette order.
+
+    Letter case and spaces around names are ignored; an unknown or empty name is a ``ValueError``
+    that lists the valid ones.
+    """
+    names = {name.strip().lower() for name in spec.split(",")}
+    unknown = sorted(names - {*CLASS_NAMES, "all"})
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise ValueError(f"unknown class{'es' if len(unknown) > 1 else ''} {listed}; choose from "
+                         f"{', '.join(CLASS_NAMES)}, or all")
+    return CLASS_NAMES if "all" in names else tuple(name for name in CLASS_NAMES if name in names)
+
+
 def palette_tensor(device: torch.device | str = "cpu") -> torch.Tensor:
     """The palette as a (7, 3) uint8 tensor, for lookups ``palette[classes]`` on the device."""
     import torch  # here, so the names and colours import without torch (the CLI's fast start)

@@ -23,11 +23,11 @@ from torch import nn
 
 from animeface_seg.engine import geometry
 from animeface_seg.engine.batcher import ShapeBatcher
-from animeface_seg.engine.errors import SettingError
+from animeface_seg.engine.errors import OutOfMemory, SettingError
 from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
 from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
-from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, palette_tensor
+from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_tensor
 from animeface_seg.engine.weights import ABG, UNET, build, load, resolve
 
 OutputSize = Literal["original", "processed"]
@@ -53,6 +53,13 @@ class Segmentation:
     mask_coverage: float | None
     """Mean of the mask in [0, 1]; None when the background was kept (no mask computed)."""
 
+    def class_mask(self, name: str) -> np.ndarray:
+        """H x W uint8 mask of one class (``palette.CLASS_NAMES``): 255 where the map has it, else 0.
+
+        Read from ``classes``, the grid ``colors`` is drawn from, so it is ``colors == colour`` exactly.
+        """
+        return np.where(self.classes == class_index(name), np.uint8(255), np.uint8(0))
+
 
 @dataclass
 class DeviceSegmentation:
@@ -68,6 +75,10 @@ class DeviceSegmentation:
     """The class fractions, then the mask's mean when there is a mask (float32)."""
     original_size: tuple[int, int]
     processed_size: tuple[int, int]
+
+    def class_mask(self, name: str) -> torch.Tensor:
+        """(H, W) uint8 mask of one class, 255 where the map has it, else 0; on the device like ``classes``."""
+        return (self.classes == class_index(name)).to(torch.uint8).mul_(255)
 
     def to_host(self) -> Segmentation:
         """Copy to numpy (waits for the device)."""
@@ -202,7 +213,8 @@ class Segmentor:
     def run_on_device(self, batch: Sequence[Prepared]) -> list[DeviceSegmentation]:
         """Segment prepared images sharing one padded shape, as one batch; results stay on the device.
 
-        A CUDA out-of-memory error splits the batch in two and retries each half.
+        An allocation failure (CUDA out of memory, or the CPU allocator refused) splits the batch in
+        two and retries each half; a single image that does not fit raises ``OutOfMemory``.
         """
         if not batch:
             return []
@@ -211,10 +223,14 @@ class Segmentor:
         try:
             classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
             return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
-        except torch.OutOfMemoryError:
-            if len(batch) == 1:
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
                 raise
-        torch.cuda.empty_cache()  # outside the handler, so the failed batch's memory is free
+            if len(batch) == 1:
+                raise OutOfMemory(f"out of memory in the networks ({_last_line(exc)})",
+                                  setting="memory_budget") from None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # outside the handler, so the failed batch's memory is free
         half = len(batch) // 2
         return self.run_on_device(batch[:half]) + self.run_on_device(batch[half:])
 
@@ -274,6 +290,16 @@ class Segmentor:
         ``batch_size`` defaults to the device's (``device.default_batch_size``).
         """
         return _to_host(self.segment_on_device(images, batch_size))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (torch raises a plain RuntimeError for the CPU allocator)."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc)
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def _to_host(results: Sequence[DeviceSegmentation]) -> list[Segmentation]:

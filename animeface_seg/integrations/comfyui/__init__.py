@@ -1,4 +1,6 @@
-"""ComfyUI node pack: ``AnimeFaceSegPreprocessor``. Only for ComfyUI to import (never by ``import animeface_seg``).
+"""ComfyUI node pack: ``AnimeFaceSegPreprocessor`` and ``AnimeFaceClassMask``.
+
+Only for ComfyUI to import (never by ``import animeface_seg``).
 
 Importing it changes nothing; the ``models/animeface_seg/`` folder is registered with ComfyUI's
 ``folder_paths`` on the node's first execution. A pip user's loader folder,

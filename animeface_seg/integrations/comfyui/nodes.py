@@ -1,10 +1,16 @@
-"""The node: a drop-in for the ControlNet auxiliary pack's ``AnimeFace_SemSegPreprocessor``.
+"""The nodes: a drop-in for the ControlNet auxiliary pack's ``AnimeFace_SemSegPreprocessor``, and
+one that turns its colour map into the MASK of one face-part class.
 
-Same inputs and defaults, same outputs at the same (processed) size, so a saved workflow switches
-by changing only the class name. Light to import: torch and the engine load on first execution.
+The segmentor has the same inputs and defaults, same outputs at the same (processed) size, so a
+saved workflow switches by changing only the class name. Light to import: torch and the engine
+load on first execution.
 """
 
 from __future__ import annotations
+
+from animeface_seg.engine.palette import CLASS_NAMES
+
+_CATEGORY = "ControlNet Preprocessors/Semantic Segmentation"
 
 
 class AnimeFaceSegPreprocessor:
@@ -29,7 +35,7 @@ class AnimeFaceSegPreprocessor:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("IMAGE", "ABG_CHARACTER_MASK (MASK)")
     FUNCTION = "execute"
-    CATEGORY = "ControlNet Preprocessors/Semantic Segmentation"
+    CATEGORY = _CATEGORY
     DESCRIPTION = ("Anime face-part segmentation map (7 classes) and character mask, a faster drop-in for "
                    "AnimeFace_SemSegPreprocessor; weights in models/animeface_seg/.")
 
@@ -40,5 +46,38 @@ class AnimeFaceSegPreprocessor:
         return segment(image, remove_background_using_abg, resolution, output_size)
 
 
-NODE_CLASS_MAPPINGS = {"AnimeFaceSegPreprocessor": AnimeFaceSegPreprocessor}
-NODE_DISPLAY_NAME_MAPPINGS = {"AnimeFaceSegPreprocessor": "Anime Face Segmentor (animeface-seg)"}
+class AnimeFaceClassMask:
+    """One class of a colour map as a MASK: 1 where the map shows that class's colour, 0 elsewhere.
+
+    It reads the map the segmentor node drew (its IMAGE output, or that map saved and loaded again);
+    no network runs. A pixel of no class colour (a photo, or a map resized smoothly) is an error.
+    """
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "color_map": ("IMAGE", {
+                    "tooltip": "the IMAGE output of Anime Face Segmentor (animeface-seg): the colour map, "
+                               "at its own size or resized with nearest-neighbour only",
+                }),
+                "class_name": (list(CLASS_NAMES), {"default": "hair"}),
+            },
+        }
+
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("MASK",)
+    FUNCTION = "execute"
+    CATEGORY = _CATEGORY
+    DESCRIPTION = ("The mask (B, H, W) of one face-part class (hair, eye, face, ...) of the colour map the "
+                   "Anime Face Segmentor node made: 1 where the map has that class, 0 elsewhere.")
+
+    def execute(self, color_map, class_name: str):
+        from animeface_seg.integrations.comfyui.tensors import class_mask
+
+        return (class_mask(color_map, class_name),)
+
+
+NODE_CLASS_MAPPINGS = {"AnimeFaceSegPreprocessor": AnimeFaceSegPreprocessor, "AnimeFaceClassMask": AnimeFaceClassMask}
+NODE_DISPLAY_NAME_MAPPINGS = {"AnimeFaceSegPreprocessor": "Anime Face Segmentor (animeface-seg)",
+                              "AnimeFaceClassMask": "Anime Face Class Mask (animeface-seg)"}

@@ -30,5 +30,6 @@ def decode(record: str, job: Job, outputs: dict[OutputKind, PurePath]) -> Outcom
     for name in ("original_size", "processed_size", "class_fractions"):
         if fields[name] is not None:
             fields[name] = tuple(fields[name])
-    listed = {kind: path for kind, path in outputs.items() if str(kind) in fields.pop("kinds")}
+    kinds = set(fields.pop("kinds"))
+    listed = {kind: path for kind, path in outputs.items() if str(kind) in kinds}
     return Outcome(job, outputs=listed, **fields)
