@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
 from conftest import cli_command, make_image, read_gray, read_rgb, signal_when_written
 
@@ -42,7 +43,7 @@ def test_folder_of_images_gives_maps_and_masks_at_input_size(run_cli, tmp_path):
         assert _colors(read_rgb(tmp_path / "out" / f"{stem}.png")) <= PALETTE
         assert len(np.unique(read_gray(tmp_path / "out" / f"{stem}_mask.png"))) > 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"{Path(n).stem}{s}.png" for n in sizes for s in ("", "_mask"))
+        [f"{Path(n).stem}{s}.png" for n in sizes for s in ("", "_mask")] + [MANIFEST_NAME])
 
 
 def test_nested_folders_are_mirrored_and_stdin_lists_work(run_cli, tmp_path):
@@ -94,7 +95,7 @@ def test_bad_files_fail_alone(run_cli, tmp_path):
     proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--max-pixels", "20000", "--keep-background")
     assert proc.returncode == 1, proc.stderr
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["good1.png", "good2.png"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "good1.png", "good2.png"]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     for name in ("empty.png", "text.jpg", "truncated.png", "corrupt.webp", "huge.png", "dangling.png"):
         assert sum(name in line for line in errors) == 1, (name, proc.stderr)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.tempfiles import TEMP_PATTERN, write_set
 from conftest import cli_command, make_image, read_rgb
 
@@ -81,7 +82,7 @@ def test_file_size_limit_fails_an_input_alone_without_partial_outputs(weights_di
     assert records["small.png"]["status"] == "ok"
     assert records["noisy.png"]["status"] == "error" and records["noisy.png"]["outputs"] == {}
     assert "File too large" in records["noisy.png"]["error"]
-    assert sorted(p.name for p in out.iterdir()) == ["small.png", "small_cutout.png", "small_mask.png",
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "small.png", "small_cutout.png", "small_mask.png",
                                                      "small_overlay.png"]
     assert "Traceback" not in proc.stderr
 

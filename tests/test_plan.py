@@ -11,14 +11,16 @@ import pytest
 from PIL import Image
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.batch.plan import NameRule, Plan, check, make_plan
 from conftest import make_image
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (relative POSIX path -> contents), to prove nothing changed."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    """Every file below ``folder`` but the manifest (relative POSIX path -> contents), to prove nothing changed."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and p.name != MANIFEST_NAME}
 
 
 def records(stdout: str) -> list[dict]:

@@ -266,6 +266,7 @@ def test_s3_input_and_output(ray_instance, s3_server, run_cli, folder, tmp_path)
                    "--batch-size", "2", "--device", "cpu", "--json", "--skip-existing",
                    env={"AWS_ENDPOINT_URL": s3_server})
     assert proc.returncode == 1, proc.stderr
+    assert "warning" not in proc.stderr  # no manifest yet: nothing to warn about
     records = _records(proc.stdout)
     assert records["a.png"]["input"] == f"s3://{BUCKET}/in/a.png"
     assert records["c.png"]["outputs"] == {"map": f"s3://{BUCKET}/out/nested/c.png"}

@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 
 import pytest
 
+from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.engine.decode import load_rgb
 from conftest import agreement, cli_command, make_image, read_rgb
 
@@ -149,6 +150,13 @@ def test_live_watch_moves_slow_writes_nested_corrupt_rewrite_and_sigterm(weights
         assert record["status"] == "error" and record["error"], record
         after = _moved_in(staging, src / "after.png", (50, 40), seed=4)
         assert watch.wait_for(after)["status"] == "ok"
+
+        # the manifest in OUT follows while the watch runs (written every few seconds)
+        manifest = out / MANIFEST_NAME
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (manifest.is_file() and str(after) in manifest.read_text()):
+            time.sleep(0.1)
+        assert str(after) in manifest.read_text() and str(corrupt) in manifest.read_text()
 
         # a file rewritten after its first processing is processed again, from its new content
         first_map = read_rgb(out / "moved.png")

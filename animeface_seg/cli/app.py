@@ -37,6 +37,8 @@ mask), removing the background first unless --keep-background is given. Folders 
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
 standard input, one per line (NUL-separated with -0). Every output path is planned and checked
 before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
+Every input's record (as --json prints it) is kept in OUT/animeface-seg-manifest.jsonl, which
+later runs into OUT extend.
 
 \b
 Examples:
@@ -48,6 +50,7 @@ Examples:
   animeface-seg data/ -o out/ --class-masks hair,eye  # also out/<name>_hair.png, out/<name>_eye.png
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
+  animeface-seg photos/ -o out/ --overlay --review   # then open out/index.html to check them all
 
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
 error (nothing was processed), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
@@ -194,6 +197,10 @@ def command(
         "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
         "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
         "80% of the free GPU memory].", show_default=False)] = None,
+    review: Annotated[bool, typer.Option(
+        "--review", help="At the end, write OUT/index.html: a page (offline, no network) with thumbnails, class "
+        "fractions, mask coverage and failures of every input in OUT, this run's and earlier ones', to sort "
+        "and filter.")] = False,
     fetch_weights: Annotated[bool, typer.Option(
         "--fetch-weights", help="Download (or locate) and check both weight files, print their paths, exit.")] = False,
     version: Annotated[Optional[bool], typer.Option(
@@ -233,6 +240,11 @@ def command(
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
         if json_lines and (env.stdout or sys.stdout) is None:
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
+        if review:  # the review page needs a local OUT and never replaces a page of the user's
+            from animeface_seg.batch.review import review_problem
+
+            if problem := review_problem(output):
+                raise _fail(problem)
         from animeface_seg.batch.settings import output_kinds
         from animeface_seg.cli.request import RunRequest
         from animeface_seg.cli.run import SetupFailed, execute
@@ -244,7 +256,7 @@ def command(
             precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
-            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint))
+            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint), review=review)
         try:
             code = execute(request, env)
         except SetupFailed as exc:

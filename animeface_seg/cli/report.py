@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -105,8 +106,11 @@ class Reporter:
     """
 
     def __init__(self, total: int | None, *, json_lines: bool = False, quiet: bool = False,
-                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+                 stdout: TextIO | None = None, stderr: TextIO | None = None,
+                 on_record: Callable[[dict], None] | None = None) -> None:
         self.total = total
+        self.on_record = on_record
+        """Also hears every input's record (the manifest in OUT keeps them)."""
         self.json_lines = json_lines
         self.quiet = quiet
         self.stdout = stdout or sys.stdout
@@ -160,6 +164,8 @@ class Reporter:
                 self._progress.update(self._task, description=self._status())
         elif self._progress is not None:
             self._progress.advance(self._task)
+        if self.on_record is not None:
+            self.on_record(outcome_record(outcome))
         if self.json_lines:
             try:
                 if self.stdout is None:

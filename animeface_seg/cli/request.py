@@ -41,6 +41,8 @@ class RunRequest:
     null: bool = False
     settle: float | None = None
     memory_budget: int | None = None
+    review: bool = False
+    """Write OUT/index.html at the end (issue 18, ``batch/review.py``)."""
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -14,7 +14,9 @@ import typer
 
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.folders import OutputDirError, check_output_dir, remove_empty_folders
+from animeface_seg.batch.manifest import Manifest, kept
 from animeface_seg.batch.outcome import early_outcome
+from animeface_seg.batch.review import write_review
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.tempfiles import remove_stale_temp_files
 from animeface_seg.cli.consume import consume
@@ -54,8 +56,10 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
                 raise SetupFailed("INPUT - reads paths from standard input, which is closed: pipe the list in "
                                   "(find ... | animeface-seg - -o OUT)")
         plan = runner.plan(stdin)
+        # every record kept in OUT's manifest (the Ray engine keeps its own)
+        manifest = Manifest(request.output, warn=_warn) if request.mode != "ray" else None
         reporter = Reporter(None if watch else len(plan.jobs), json_lines=request.json_lines, quiet=request.quiet,
-                            stdout=env.stdout, stderr=env.stderr)
+                            stdout=env.stdout, stderr=env.stderr, on_record=manifest and manifest.add)
         jobs = []
         for job in plan.jobs:
             early = early_outcome(job)
@@ -99,11 +103,16 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.output)} by a run that was killed")
     for line in runner.notices():
         reporter.info(line)
-    with reporter:
+    with reporter, kept(manifest, periodic=watch):  # the manifest is written however the run ends
         try:
             stop = consume(runner.outcomes(runner.source(jobs, settings, reporter), settings), reporter)
         finally:
             runner.close()
+    try:  # the review page, once the manifest is complete
+        if request.review:
+            reporter.info(write_review(request.output, warn=_warn))
+    except KeyboardInterrupt as exc:
+        stop = stop or exc
     try:
         with signals_deferred():
             if isinstance(stop, StreamClosed):
@@ -114,6 +123,10 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
     if stop is not None and (not watch or isinstance(stop, StreamClosed)):
         return stop_code(stop)
     return ExitCode.FAILED if reporter.counts["error"] else ExitCode.OK
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"animeface-seg: warning: {message}", err=True)
 
 
 def _close(runner: Runner | None) -> None:

@@ -4,20 +4,21 @@ The driver (the command) plans and reports; Ray Data reads every input's bytes i
 streams them to model actors, one ``Segmentor`` each (a GPU per actor when the cluster has
 GPUs, else CPU actors), which write the outputs themselves and return small records. The
 records become ``Outcome``s here, as the local engine's ``process`` yields them, and are also
-written as a manifest under OUT when the run ends.
+kept in OUT's manifest (``batch/manifest.py``) when the run ends.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.manifest import Manifest
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import Outcome, early_outcome, record
 from animeface_seg.batch.settings import RunSettings
@@ -27,8 +28,6 @@ from animeface_seg.integrations.ray.address import check_reachable
 from animeface_seg.integrations.ray.storage import Location, Storage
 
 INSTALL_HINT = "pip install 'animeface-seg[ray]'"
-#: The manifest of every input's record, written under OUT (not a PNG, so never an input or an output).
-MANIFEST_NAME = "animeface-seg-manifest.jsonl"
 #: Rows handed to an actor per call, in network batches: more than one batch, so images of one
 #: padded shape can be grouped when the shapes are mixed.
 BATCHES_PER_CALL = 4
@@ -122,14 +121,14 @@ def run(jobs: Iterable[Job], settings: RunSettings, cluster: Cluster, storage: S
     Jobs that discovery already failed are reported without going to the cluster. The
     manifest is written when the iteration ends, however it ends, once any record came back.
     """
-    lines: list[str] = []
-    try:
+    with Manifest(settings.out_dir, read=storage.read, write=storage.write, warn=_warn) as manifest:
         for outcome in _outcomes(list(jobs), settings, cluster, storage, model):
-            lines.append(json.dumps(record(outcome), ensure_ascii=False) + "\n")
+            manifest.add(record(outcome))
             yield outcome
-    finally:
-        if lines:
-            storage.write(settings.out_dir / MANIFEST_NAME, "".join(lines).encode())
+
+
+def _warn(message: str) -> None:
+    print(f"animeface-seg: warning: {message}", file=sys.stderr)
 
 
 def close(cluster: Cluster) -> None:

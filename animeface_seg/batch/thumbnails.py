@@ -1,0 +1,55 @@
+"""Small pictures of sources and outputs for the review page, kept in a hidden folder of OUT.
+
+A thumbnail is named by a digest of the absolute path it shows, so any file name works and two
+files never share one; it is made again only when the file is newer than it. Outputs never
+start with ``.``, so ``OUT/.animeface-seg-review/`` can never meet one, and discovery skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from animeface_seg.batch.tempfiles import write_set
+from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, to_rgb_array
+
+#: The review page's own folder in OUT.
+REVIEW_FOLDER = ".animeface-seg-review"
+#: Longest side of a thumbnail, in pixels.
+THUMB_SIZE = 160
+
+
+def thumbnail(file: Path, out_dir: Path, *, exact_colours: bool = False,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """The thumbnail of ``file`` as a path relative to ``out_dir`` (made if missing or older than the file).
+
+    ``exact_colours`` (colour maps): nearest-neighbour scaling and PNG, so every pixel keeps a
+    palette colour; otherwise smooth scaling and JPEG. ``None`` when the file is missing,
+    unreadable or over ``max_pixels``: the page then shows that there is no picture.
+    """
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(file))).hexdigest()[:32]
+    relative = f"{REVIEW_FOLDER}/thumbs/{digest[:2]}/{digest}.{'png' if exact_colours else 'jpg'}"
+    target = out_dir / relative
+    try:
+        if target.stat().st_mtime_ns >= file.stat().st_mtime_ns:
+            return relative
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > max_pixels:
+                return None
+            image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at a reduced scale
+            picture = Image.fromarray(to_rgb_array(image))
+        picture.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.NEAREST if exact_colours
+                          else Image.Resampling.BILINEAR)
+        options = {"format": "PNG"} if exact_colours else {"format": "JPEG", "quality": 80}
+        write_set({target: lambda stream: picture.save(stream, **options)})
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return relative

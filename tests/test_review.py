@@ -1,0 +1,218 @@
+"""``--review``: OUT/index.html rendered in a real headless Chromium (Playwright drives Debian's ``chromium``)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from animeface_seg.batch.manifest import MANIFEST_NAME
+from animeface_seg.batch.review import write_review
+from animeface_seg.engine.palette import CLASS_NAMES
+from conftest import make_image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: A name that HTML, attributes and URLs must all escape.
+ODD = 'q"<&>\' x.png'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the system's, as .ci/run installs it), driven by Playwright."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (.ci/run installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, page_file: Path, fragment: str = ""):
+    """The page opened from disk, with every request it makes and every script error collected."""
+    page = browser.new_page(viewport={"width": 1200, "height": 4000})
+    page.requests, page.errors = [], []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(page_file.as_uri() + fragment)
+    page.wait_for_load_state("load")
+    return page
+
+
+def visible(page) -> list[dict]:
+    """The items shown, in page order, with their data attributes."""
+    return page.eval_on_selector_all(
+        "#items > .item", "items => items.filter(el => el.offsetParent !== null).map(el => ({...el.dataset}))")
+
+
+@pytest.fixture(scope="module")
+def reviewed(run_cli, tmp_path_factory):
+    """Two runs into one OUT with --review: three good images and a corrupt file, then one more image."""
+    root = tmp_path_factory.mktemp("review")
+    first = root / "first"
+    for index, (name, size) in enumerate([("a.png", (64, 48)), ("sub/b.jpg", (40, 60)), (ODD, (50, 50))]):
+        make_image(first / name, size, seed=index)
+    (first / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    make_image(root / "second" / "c.png", (48, 64), seed=7)
+    out = root / "out"
+    proc = run_cli(str(first), "-o", str(out), "--overlay", "--review")
+    assert proc.returncode == 1, proc.stderr
+    assert "review page:" in proc.stderr
+    thumbs = {path: path.stat().st_mtime_ns for path in (out / ".animeface-seg-review").rglob("*.*")}
+    assert len(thumbs) == 3 * 3
+    proc = run_cli(str(root / "second" / "c.png"), "-o", str(out), "--overlay", "--review")
+    assert proc.returncode == 0, proc.stderr
+    assert all(path.stat().st_mtime_ns == made for path, made in thumbs.items())  # reused, not made again
+    assert f"review page: {out / 'index.html'} (5 input(s): 4 ok, 0 skipped, 1 failed)" in proc.stderr
+    records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
+    return out, {record["input"]: record for record in records}, root
+
+
+def test_one_item_per_input_of_every_run(browser, reviewed):
+    out, records, root = reviewed
+    page = open_page(browser, out / "index.html")
+    items = visible(page)
+    assert page.errors == []
+    assert sorted(item["input"] for item in items) == sorted(records)
+    by_input = {item["input"]: item for item in items}
+    broken = by_input[str(root / "first" / "broken.png")]
+    assert broken["status"] == "error" and "output" not in broken
+    assert [item["input"] for item in items if item["status"] == "error"] == [broken["input"]]
+    assert {item["output"] for item in items if "output" in item} == {"a.png", "sub/b.png", ODD, "c.png"}
+    for item in items:
+        record = records[item["input"]]
+        if record["status"] == "ok":
+            assert float(item["coverage"]) == pytest.approx(record["mask_coverage"], rel=1e-5)
+            assert [float(v) for v in item["fractions"].split()] == pytest.approx(
+                [record["class_fractions"][name] for name in CLASS_NAMES], rel=1e-5)
+    # The failure says why, and the odd name is shown as text, never as markup.
+    error_text = page.text_content(".item[data-status=error] .error")
+    assert error_text == records[broken["input"]]["error"]
+    assert page.locator(".item .name", has_text=ODD).count() == 1
+    page.close()
+
+
+def test_thumbnails_are_small_local_files_that_load(browser, reviewed):
+    out, records, _ = reviewed
+    page = open_page(browser, out / "index.html")
+    page.wait_for_function("Array.from(document.images).every(img => img.complete)")
+    images = page.eval_on_selector_all("img", "imgs => imgs.map(img => [img.getAttribute('src'), img.naturalWidth, "
+                                               "img.alt, img.closest('a').getAttribute('href')])")
+    assert len(images) == 3 * 4  # source, overlay and mask of each processed input
+    for src, width, alt, href in images:
+        assert src.startswith(".animeface-seg-review/thumbs/") and width > 0, (src, width)
+        with Image.open(out / src) as thumb:
+            assert max(thumb.size) <= 160
+        assert alt in ("source", "overlay", "mask")
+    assert page.locator("img[alt=overlay]").count() == 4
+    # Links open the full-size files: outputs relative to OUT, URL-encoded exactly.
+    assert "q%22%3C%26%3E%27%20x_overlay.png" in {href for *_, href in images}
+    page.close()
+
+
+def test_no_request_leaves_the_machine(browser, reviewed):
+    out, _, _ = reviewed
+    page = open_page(browser, out / "index.html")
+    page.wait_for_function("Array.from(document.images).every(img => img.complete)")
+    assert page.requests and all(url.startswith("file://") for url in page.requests), page.requests
+    source = (out / "index.html").read_text()
+    assert not re.search(r"""(src|href|action|url)\s*[=(]\s*["']?\s*(https?:)?//""", source, re.IGNORECASE)
+    page.close()
+
+
+def test_sorting_and_filtering_change_order_and_visible_set(browser, reviewed):
+    out, records, root = reviewed
+    page = open_page(browser, out / "index.html")
+    ok = [record for record in records.values() if record["status"] == "ok"]
+
+    page.select_option("#sort", "hair")
+    page.select_option("#order", "desc")
+    by_hair = sorted(ok, key=lambda record: -record["class_fractions"]["hair"])
+    assert [item["input"] for item in visible(page)] == [r["input"] for r in by_hair] + [str(root / "first" / "broken.png")]
+
+    page.select_option("#sort", "coverage")
+    page.select_option("#order", "asc")
+    by_coverage = [r["input"] for r in sorted(ok, key=lambda record: record["mask_coverage"])]
+    assert [item["input"] for item in visible(page)][:4] == by_coverage
+
+    # The state is in the address: the same view comes back on reload.
+    assert "sort=coverage" in page.url and "order=asc" in page.url
+    again = open_page(browser, out / "index.html", "#" + page.url.split("#", 1)[1])
+    assert [item["input"] for item in visible(again)][:4] == by_coverage
+    again.close()
+
+    page.select_option("#status", "error")
+    assert [item["input"] for item in visible(page)] == [str(root / "first" / "broken.png")]
+    page.select_option("#status", "all")
+
+    # Mask coverage at least the median: exactly the inputs at or above it (failures have none).
+    median = sorted(record["mask_coverage"] for record in ok)[len(ok) // 2]
+    page.select_option("#metric", "coverage")
+    page.select_option("#op", "ge")
+    page.fill("#value", f"{100 * median - 1e-6:.8f}")
+    assert sorted(item["input"] for item in visible(page)) == sorted(
+        r["input"] for r in ok if r["mask_coverage"] >= median)
+
+    # A class fraction at most a bound.
+    bound = sorted(record["class_fractions"]["face"] for record in ok)[1]
+    page.select_option("#metric", "face")
+    page.select_option("#op", "le")
+    page.fill("#value", f"{100 * bound + 1e-6:.8f}")
+    assert sorted(item["input"] for item in visible(page)) == sorted(
+        r["input"] for r in ok if r["class_fractions"]["face"] <= bound)
+    assert len(visible(page)) == 2
+    assert page.errors == []
+    page.close()
+
+
+def test_pages_of_many_inputs(browser, tmp_path):
+    """250 records (files long gone): 100 per page, and the pager walks through them."""
+    lines = [json.dumps({"input": f"/gone/{index:03d}.png", "status": "error" if index % 5 == 0 else "ok",
+                         "outputs": {} if index % 5 == 0 else {"map": f"{tmp_path}/{index:03d}.png"},
+                         "error": "file not found" if index % 5 == 0 else None,
+                         "class_fractions": None if index % 5 == 0 else dict.fromkeys(CLASS_NAMES, index / 1750),
+                         "mask_coverage": None if index % 5 == 0 else index / 250}) for index in range(250)]
+    (tmp_path / MANIFEST_NAME).write_text("\n".join(lines) + "\n")
+    write_review(tmp_path)
+    page = open_page(browser, tmp_path / "index.html")
+    assert page.locator("#items > .item").count() == 250  # all in the page, for scripts
+    assert [item["input"] for item in visible(page)] == [f"/gone/{index:03d}.png" for index in range(100)]
+    page.click("#next")
+    page.click("#next")
+    assert [item["input"] for item in visible(page)] == [f"/gone/{index:03d}.png" for index in range(200, 250)]
+    assert page.text_content("#shown") == "201-250 of 250 shown (page 3 of 3)"
+    assert page.locator("img").count() == 0 and page.locator("figure.none").count() == 3 * 200
+    page.close()
+
+
+def test_names_with_any_characters_are_escaped(tmp_path):
+    """Quotes, markup, ampersands, line breaks and undecodable bytes never break the page."""
+    name = str(tmp_path / "in" / 'a"b<c>&d\ne\rf.png') + "\udcff"
+    record = {"input": name, "status": "error", "outputs": {}, "error": "bad <b>file</b> & more"}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(record) + "\n")
+    write_review(tmp_path)
+    source = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "<b>file</b>" not in source and "bad &lt;b&gt;file&lt;/b&gt; &amp; more" in source
+    data_input = re.search(r'data-input="([^"]*)"', source).group(1)
+    assert html.unescape(data_input) == name.replace("\udcff", "\ufffd")
+    assert 'a&quot;b&lt;c&gt;&amp;d&#10;e&#13;f.png\ufffd"' in source
+    assert html.escape('a"b<c>&d\\ne\\rf.png\\xff') in source  # the text shown, one inert line
+
+
+def test_review_refuses_a_page_it_did_not_write_and_object_storage(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (30, 30))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<html>the user's own page</html>")
+    proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--review", "--keep-background")
+    assert proc.returncode == 2
+    assert f"{out / 'index.html'} exists and was not written by animeface-seg" in proc.stderr
+    assert (out / "index.html").read_text() == "<html>the user's own page</html>"
+    assert not (out / "a.png").exists()
+    proc = run_cli(str(tmp_path / "in"), "-o", "s3://bucket/out", "--engine", "ray", "--review")
+    assert proc.returncode == 2 and "--review writes a page in a local OUT, not in s3://bucket/out" in proc.stderr
