@@ -26,7 +26,7 @@ from watchfiles import Change, watch
 from animeface_seg.batch.discovery import InputError, Job, job_under, walk
 from animeface_seg.batch.plan import NameRule
 from animeface_seg.batch.naming import OutputKind
-from animeface_seg.batch.pipeline import Outcome, is_done
+from animeface_seg.batch.pipeline import ALREADY_DONE, Outcome, is_done
 from animeface_seg.batch.settings import RunSettings
 
 #: Seconds a file's size and modification time must stay unchanged before it is read.
@@ -152,7 +152,7 @@ class DropFolders:
                 self._handed[real] = _stamp(st)
                 outputs = settings.outputs(job)
                 if up_to_date(outputs, job.source):
-                    skipped.append(Outcome(job, "skipped", outputs))
+                    skipped.append(Outcome(job, "skipped", outputs, reason=ALREADY_DONE))
                 else:
                     todo.append(job)
         return skipped, todo
