@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,13 +173,55 @@ def test_cutout_without_a_mask_is_refused(run_cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_no_progress_bar_when_not_a_terminal(run_cli, tmp_path):
+def _on_a_terminal(args: list[str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run the command with standard error on a pseudo-terminal (as in an interactive shell); exit status,
+    standard output and everything written to the terminal."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "100"}
+    env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cli_command() + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=follower, env=env)
+    os.close(follower)
+    screen = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        stdout = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    return proc.returncode, stdout.decode(), screen.decode(errors="replace")
+
+
+def test_progress_bar_only_when_standard_error_is_a_terminal(run_cli, run_process, weights_dir, tmp_path):
     make_image(tmp_path / "in" / "a.png", (64, 64))
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
-    assert proc.returncode == 0
-    assert "━" not in proc.stderr and "\x1b[" not in proc.stderr and "segmenting" not in proc.stderr
-    assert proc.stdout == ""
-    quiet = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--keep-background", "--quiet")
+    make_image(tmp_path / "in" / "b.png", (48, 64), seed=1)
+    args = [str(tmp_path / "in"), "--keep-background", "--weights-dir", str(weights_dir)]
+    code, stdout, screen = _on_a_terminal([*args, "-o", str(tmp_path / "tty")])
+    assert code == 0, screen
+    assert "segmenting" in screen and "━" in screen and "\x1b[" in screen, screen  # the bar is drawn...
+    assert "processed 2, skipped 0, failed 0" in screen and stdout == ""
+
+    piped = run_process(*args, "-o", str(tmp_path / "pipe"), weights=False, env={"FORCE_COLOR": "1"})
+    assert piped.returncode == 0, piped.stderr
+    assert "━" not in piped.stderr and "\x1b[" not in piped.stderr and "segmenting" not in piped.stderr  # ...not here
+    assert "processed 2, skipped 0, failed 0" in piped.stderr and piped.stdout == ""
+
+    code, stdout, screen = _on_a_terminal([*args, "-o", str(tmp_path / "quiet"), "--quiet"])
+    assert code == 0 and screen == "" and stdout == "", screen  # --quiet: nothing, even on a terminal
+    quiet = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "quiet2"), "--keep-background", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
 
 
