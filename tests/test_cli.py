@@ -106,13 +106,23 @@ def test_bad_files_fail_alone(run_cli, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_fails_alone(run_cli, tmp_path):
-    make_image(tmp_path / "in" / "ok.png", (64, 64))
-    locked = make_image(tmp_path / "in" / "locked.png", (64, 64))
-    locked.chmod(0)
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
-    assert proc.returncode == 1 and "locked.png" in proc.stderr and (tmp_path / "out" / "ok.png").is_file()
+def test_unreadable_file_and_folder_fail_alone(unprivileged):
+    """Run as a user without privileges (root reads anything): an unreadable file and folder each fail alone."""
+    base = unprivileged.folder("unreadable")
+    src = base / "in"
+    make_image(src / "ok.png", (64, 64))
+    make_image(src / "locked.png", (64, 64), seed=1).chmod(0)
+    make_image(src / "locked" / "inside.png", (64, 64), seed=2)
+    (src / "locked").chmod(0)
+    proc = unprivileged.run(str(src), "-o", str(base / "out"), "--keep-background", "--json")
+    assert proc.returncode == 1, proc.stderr
+    records = {Path(r["input"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert records["ok.png"]["status"] == "ok" and (base / "out" / "ok.png").is_file()
+    assert records["locked.png"]["status"] == "error" and "permission denied" in records["locked.png"]["error"]
+    assert records["locked"]["status"] == "error", records
+    assert records["locked"]["error"] == "cannot read folder: Permission denied"
+    assert f"error: {src / 'locked.png'}" in proc.stderr and f"error: {src / 'locked'}" in proc.stderr
+    assert sorted(p.name for p in (base / "out").iterdir()) == ["ok.png"]
 
 
 def test_collisions_exit_2_before_writing(run_cli, tmp_path):

@@ -205,12 +205,27 @@ def test_unwritable_out_exits_2_before_any_network_loads(tmp_path):
     # A folder nobody may create, not even root (the plan sees nothing wrong; the write probe does).
     result = runner.invoke(app, [str(tmp_path / "in"), "-o", "/proc/animeface-seg-out"], obj=env)
     assert result.exit_code == 2 and "/proc/animeface-seg-out" in result.stderr, result.stderr
-    if os.geteuid() != 0:  # root writes anywhere: the path under a file above is the case that stops root
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        result = runner.invoke(app, [str(tmp_path / "in"), "-o", str(locked)], obj=env)
-        assert result.exit_code == 2 and str(locked) in result.stderr
     assert calls == []
+
+
+def test_out_without_write_permission_exits_2_naming_it(unprivileged):
+    """As a user without privileges (root writes anywhere): an existing OUT that user may not write."""
+    base = unprivileged.folder("locked-out")
+    make_image(base / "in" / "a.png", (64, 64))
+    locked = base / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    proc = unprivileged.run(str(base / "in"), "-o", str(locked / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert str(locked / "out") in proc.stderr and "Traceback" not in proc.stderr
+    assert "device:" not in proc.stderr  # refused before the networks load
+    assert list(locked.iterdir()) == []
+    locked.chmod(0o777)
+    (locked / "out").mkdir()
+    (locked / "out").chmod(0o555)
+    proc = unprivileged.run(str(base / "in"), "-o", str(locked / "out"))
+    assert proc.returncode == 2 and str(locked / "out") in proc.stderr, proc.stderr
+    assert list((locked / "out").iterdir()) == []
 
 
 def test_garbage_weights_never_advise_turning_weights_only_off(run_cli, tmp_path):
