@@ -231,3 +231,15 @@ def test_missing_inputs_are_reported_without_loading_the_networks(recorded_run, 
     assert "nothing left to process" in result.stderr
     assert [r["status"] for r in records(result.stdout)] == ["error"]
     assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_a_hard_link_is_the_same_file(run_cli, tmp_path):
+    """Two names of one file (a hard link): processed once, the second name recorded as the same file."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "a.png", (40, 30))
+    os.link(src / "a.png", src / "b.png")
+    proc = run_cli(str(src), "-o", str(out), "--keep-background", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = {Path(r["input"]).name: (r["status"], r["reason"]) for r in records(proc.stdout)}
+    assert got == {"a.png": ("ok", None), "b.png": ("skipped", f"same file as {src / 'a.png'}")}
+    assert sorted(files_under(out)) == ["a.png"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -237,3 +238,24 @@ def test_garbage_weights_never_advise_turning_weights_only_off(run_cli, tmp_path
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "not a readable PyTorch checkpoint" in proc.stderr
     assert "weights_only" not in proc.stderr and "False" not in proc.stderr
+
+
+def test_skip_existing_redoes_outputs_made_with_other_weights(run_cli, weights_dir, reference, tmp_path):
+    """The resume rule covers the weights: the same files elsewhere still count as done, other weights do not."""
+    make_image(tmp_path / "in" / "a.png", (64, 48))
+    out = tmp_path / "out"
+    first = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background")
+    assert first.returncode == 0, first.stderr
+    copied = tmp_path / "copied-weights"
+    copied.mkdir()
+    shutil.copyfile(weights_dir / "UNet.pth", copied / "UNet.pth")
+    same = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json",
+                   "--unet", str(copied / "UNet.pth"), weights=False)
+    assert _records(same.stdout)["a.png"]["status"] == "skipped", same.stderr  # the fingerprint, not the path
+    other = tmp_path / "other-weights"
+    subprocess.run([sys.executable, str(reference / "make_checkpoints.py"), str(other), "--seed", "1"],
+                   check=True, capture_output=True)
+    redone = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json",
+                     "--unet", str(other / "UNet.pth"), weights=False)
+    record = _records(redone.stdout)["a.png"]
+    assert record["status"] == "ok" and "other settings" in record["reason"] and "weights" in record["reason"], record
