@@ -259,3 +259,27 @@ def test_skip_existing_redoes_outputs_made_with_other_weights(run_cli, weights_d
                      "--unet", str(other / "UNet.pth"), weights=False)
     record = _records(redone.stdout)["a.png"]
     assert record["status"] == "ok" and "other settings" in record["reason"] and "weights" in record["reason"], record
+
+
+def test_memory_budget_default_is_half_the_available_ram_and_0_turns_it_off(run_cli, run_process, tmp_path):
+    """Default: half of MemAvailable at the start, as the error names it. An image whose Pillow RGB copy alone
+    (4 bytes a pixel) needs more than all of it is refused before decoding; ``0`` lifts a budget."""
+    available = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemAvailable:"))) * 1024
+    side = int((available / 4) ** 0.5) + 1
+    _blank_png(tmp_path / "in" / "huge.png", side, side)
+    proc = run_process(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background", "--json",
+                       "--max-pixels", str(side * side))
+    assert proc.returncode == 1, proc.stderr
+    error = _records(proc.stdout)["huge.png"]["error"]
+    assert "of the RAM available at start)" in error, error
+    budget_gb = float(error.split("over the budget of ")[1].split(" GB")[0])
+    assert budget_gb == pytest.approx(available / 2 / 2**30, rel=0.25), error  # MemAvailable moves with other work
+
+    make_image(tmp_path / "small" / "a.png", (64, 48))
+    tight = run_cli(str(tmp_path / "small"), "-o", str(tmp_path / "tight"), "--keep-background", "--json",
+                    "--memory-budget", "1M")
+    assert tight.returncode == 1 and "over the budget" in _records(tight.stdout)["a.png"]["error"], tight.stderr
+    free = run_cli(str(tmp_path / "small"), "-o", str(tmp_path / "free"), "--keep-background", "--json",
+                   "--memory-budget", "0")
+    assert free.returncode == 0 and _records(free.stdout)["a.png"]["status"] == "ok", free.stderr
