@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
-from conftest import cli_command, make_image, read_gray, read_rgb, signal_when_written
+from conftest import agreement, cli_command, make_image, read_gray, read_rgb, signal_when_written
 
 PALETTE = {tuple(c) for c in CLASS_COLORS}
 
@@ -273,3 +273,26 @@ def test_fetch_weights_locates_and_checks_both_files(run_cli, run_process, weigh
     assert f"isnetis.ckpt: {weights_dir / 'isnetis.ckpt'}" in proc.stdout
     offline = run_process("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
     assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
+
+
+def test_batch_size_workers_and_precision_flags_keep_the_results(run_process, run_cli, tmp_path):
+    """Other batch sizes and worker counts write the same results (a batch of 3 runs other float kernels than a
+    batch of 1, so a few map pixels may flip); the device line names the precision."""
+    sizes = [(64, 48), (48, 64), (64, 48), (80, 60), (64, 48)]
+    for i, size in enumerate(sizes):
+        make_image(tmp_path / "in" / f"i{i}.png", size, seed=i)
+    base = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "one"), "--device", "cpu", "--precision", "fp32")
+    assert base.returncode == 0 and "device: cpu, fp32" in base.stderr, base.stderr
+    other = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "three"), "--batch-size", "3", "--workers", "2")
+    assert other.returncode == 0, other.stderr
+    one, three = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "three").iterdir())
+    assert [p.name for p in one] == [p.name for p in three] and len(one) == 2 * len(sizes)
+    for a, b in zip(one, three):
+        if a.stem.endswith("_mask"):
+            assert np.abs(read_gray(a).astype(int) - read_gray(b)).max() <= 2, a.name
+        else:
+            assert agreement(read_rgb(a), read_rgb(b)) >= 0.99, a.name
+    for flag, value in (("--batch-size", "0"), ("--workers", "0"), ("--precision", "fp8")):
+        bad = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "bad"), flag, value)
+        assert bad.returncode == 2 and flag in bad.stderr, (flag, bad.stderr)
+    assert not (tmp_path / "bad").exists()
