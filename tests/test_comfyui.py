@@ -46,8 +46,21 @@ PROBE, CONVERT = "AnimeFaceSegTestProbe", "AnimeFaceSegTestConvert"
 #: A test-only node pack: a probe that records what it receives, and gray/RGBA/repeat conversions.
 TEST_NODES = '''
 import json
+import os
+import warnings
 
+import PIL.Image
 import torch
+
+
+def process_settings():
+    """The process-wide settings the README says the node leaves alone."""
+    return {"pillow_max_image_pixels": PIL.Image.MAX_IMAGE_PIXELS, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "warning_filters": [str(f) for f in warnings.filters], "threads": torch.get_num_threads(),
+            "allocator": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
+
+
+AT_START = process_settings()  # when ComfyUI imports the packs, before our node has ever run
 
 
 class AnimeFaceSegTestProbe:
@@ -70,7 +83,8 @@ class AnimeFaceSegTestProbe:
             return info
 
         with open(path + ".json", "w") as f:
-            json.dump({"image": describe(image), "mask": describe(mask)}, f)
+            json.dump({"image": describe(image), "mask": describe(mask),
+                       "settings": {"at_start": AT_START, "now": process_settings()}}, f)
         torch.save({"image": image.detach().cpu(), "mask": mask.detach().cpu()}, path + ".pt")
         return {}
 
@@ -325,6 +339,8 @@ def test_every_input_gives_the_mask_and_image_contract(driver, server, tall, cac
         assert _palette_only(probe["image"]), name
     for name in ("processed_keep", "original_keep"):  # the background kept: a mask of ones
         assert torch.equal(got[name]["mask"], torch.ones(1, *tall[name.split("_")[0]])), name
+    settings = got["processed_abg"]["received"]["settings"]
+    assert settings["now"] == settings["at_start"]  # the node changed no process-wide setting of ComfyUI's
     abg = got["processed_abg"]
     assert torch.equal(got["defaults"]["image"], abg["image"]) and torch.equal(got["defaults"]["mask"], abg["mask"])
     assert len(abg["mask"].unique()) > 2  # a soft mask, not a thresholded or constant one

@@ -243,3 +243,13 @@ def test_a_hard_link_is_the_same_file(run_cli, tmp_path):
     got = {Path(r["input"]).name: (r["status"], r["reason"]) for r in records(proc.stdout)}
     assert got == {"a.png": ("ok", None), "b.png": ("skipped", f"same file as {src / 'a.png'}")}
     assert sorted(files_under(out)) == ["a.png"]
+
+
+def test_json_on_a_standard_output_that_is_not_utf8_escapes_every_non_ascii_character(run_process, tmp_path):
+    image = make_image(tmp_path / "in" / "キャラ é.png", (40, 30))
+    proc = run_process(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background", "--json",
+                       env={"PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and "\\u30ad\\u30e3\\u30e9 \\u00e9.png" in proc.stdout, proc.stdout
+    [record] = records(proc.stdout)
+    assert record["input"] == str(image) and record["outputs"]["map"] == str(tmp_path / "out" / "キャラ é.png")

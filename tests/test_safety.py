@@ -77,6 +77,28 @@ def test_sigterm_mid_run_stops_in_order_and_resume_completes(weights_dir, tmp_pa
     assert {p.stem for p in out.glob("img??.png")} == names
 
 
+def test_further_signals_during_the_stop_are_ignored(weights_dir, tmp_path):
+    """SIGTERM, then at once SIGINT and SIGTERM again: the first decides (143) and the stop still finishes."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        make_image(src / f"img{i}.png", (64, 64), seed=i)
+    args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu",
+                            "--keep-background", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not list(out.glob("img*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    on_disk = {p.name for p in out.glob("img*.png")}
+    assert {Path(k).name for k, r in _records(stdout).items() if r["status"] == "ok"} == on_disk
+    assert f"processed {len(on_disk)}, skipped 0, failed 0" in stderr
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_stop_during_start_up_prints_no_traceback(weights_dir, tmp_path, signum, code):
     make_image(tmp_path / "in" / "a.png", (64, 64))
