@@ -185,13 +185,18 @@ def server(driver, comfy_dir, extra_paths, tmp_path_factory):
     srv.stop()
 
 
-def _run(driver, srv, workflow: dict, out_dir: Path) -> dict[str, list[Path]]:
-    """Submit a workflow, wait, download; saved files by SaveImage node id, in batch order."""
+def _execute(driver, srv, workflow: dict) -> dict:
+    """Submit a workflow and wait for it; its history entry (a failure shows the server's log)."""
     prompt_id = driver.submit_prompt(srv.base, workflow)
     try:
-        entry = driver.wait_history(srv.base, prompt_id, timeout=300, proc=srv.proc)
+        return driver.wait_history(srv.base, prompt_id, timeout=600, proc=srv.proc)
     except driver.ExecutionFailed as exc:
         raise AssertionError(f"{exc}\n--- server log ---\n{srv.log_tail(40)}") from None
+
+
+def _run(driver, srv, workflow: dict, out_dir: Path) -> dict[str, list[Path]]:
+    """Submit a workflow, wait, download; saved files by SaveImage node id, in batch order."""
+    entry = _execute(driver, srv, workflow)
     files: dict[str, list[Path]] = {}
     for item in driver.download_outputs(srv.base, entry, str(out_dir)):
         files.setdefault(item["node_id"], []).append(Path(item["path"]))
@@ -282,11 +287,7 @@ def _seg(node: str, image: list, **inputs) -> dict:
 def _probed(driver, srv, nodes: dict, out: Path) -> dict[str, dict]:
     """Run a workflow whose probes write to ``out/<name>``; by name, what each probe received (``received``: the
     JSON description) and the ``image`` and ``mask`` tensors themselves."""
-    prompt_id = driver.submit_prompt(srv.base, nodes)
-    try:
-        driver.wait_history(srv.base, prompt_id, timeout=600, proc=srv.proc)
-    except driver.ExecutionFailed as exc:
-        raise AssertionError(f"{exc}\n--- server log ---\n{srv.log_tail(40)}") from None
+    _execute(driver, srv, nodes)
     found = {}
     for described in sorted(out.glob("*.json")):
         tensors = torch.load(described.with_suffix(".pt"), weights_only=True)
