@@ -173,3 +173,53 @@ def make_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+@dataclass
+class Unprivileged:
+    """Runs the command as a user without privileges, in folders that user may use (see ``unprivileged``)."""
+
+    root: Path
+    weights: Path
+    prefix: list[str]
+
+    def folder(self, name: str) -> Path:
+        """A new folder everyone may write into (the command's OUT goes below it)."""
+        path = self.root / name
+        path.mkdir()
+        path.chmod(0o777)
+        return path
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "HOME": str(self.root),
+               "HF_HOME": str(self.root / "hf-home"), "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+        return subprocess.run(self.prefix + cli_command() + list(args) + ["--weights-dir", str(self.weights)],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def unprivileged(weights_dir: Path):
+    """Permission checks that mean something under root too: as root, the command runs as nobody
+    (uid and gid 65534, no groups) through util-linux ``setpriv``; as any other user, as that user."""
+    import shutil
+    import tempfile
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.fail("the tests run as root, and setpriv (util-linux) is needed to drop privileges")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    root = Path(tempfile.mkdtemp(prefix="animeface-seg-unprivileged-"))  # outside pytest's private folder
+    root.chmod(0o755)
+    weights = root / "weights"
+    weights.mkdir()
+    for name in ("UNet.pth", "isnetis.ckpt"):
+        try:
+            os.link(weights_dir / name, weights / name)
+        except OSError:
+            shutil.copyfile(weights_dir / name, weights / name)
+        (weights / name).chmod(0o644)
+    yield Unprivileged(root, weights, prefix)
+    shutil.rmtree(root, ignore_errors=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from PIL import Image
 
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
-from conftest import cli_command, make_image, read_gray, read_rgb, signal_when_written
+from conftest import agreement, cli_command, make_image, read_gray, read_rgb, signal_when_written
 
 PALETTE = {tuple(c) for c in CLASS_COLORS}
 
@@ -104,13 +107,23 @@ def test_bad_files_fail_alone(run_cli, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_fails_alone(run_cli, tmp_path):
-    make_image(tmp_path / "in" / "ok.png", (64, 64))
-    locked = make_image(tmp_path / "in" / "locked.png", (64, 64))
-    locked.chmod(0)
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
-    assert proc.returncode == 1 and "locked.png" in proc.stderr and (tmp_path / "out" / "ok.png").is_file()
+def test_unreadable_file_and_folder_fail_alone(unprivileged):
+    """Run as a user without privileges (root reads anything): an unreadable file and folder each fail alone."""
+    base = unprivileged.folder("unreadable")
+    src = base / "in"
+    make_image(src / "ok.png", (64, 64))
+    make_image(src / "locked.png", (64, 64), seed=1).chmod(0)
+    make_image(src / "locked" / "inside.png", (64, 64), seed=2)
+    (src / "locked").chmod(0)
+    proc = unprivileged.run(str(src), "-o", str(base / "out"), "--keep-background", "--json")
+    assert proc.returncode == 1, proc.stderr
+    records = {Path(r["input"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert records["ok.png"]["status"] == "ok" and (base / "out" / "ok.png").is_file()
+    assert records["locked.png"]["status"] == "error" and "permission denied" in records["locked.png"]["error"]
+    assert records["locked"]["status"] == "error", records
+    assert records["locked"]["error"] == "cannot read folder: Permission denied"
+    assert f"error: {src / 'locked.png'}" in proc.stderr and f"error: {src / 'locked'}" in proc.stderr
+    assert sorted(p.name for p in (base / "out").iterdir()) == ["ok.png"]
 
 
 def test_collisions_exit_2_before_writing(run_cli, tmp_path):
@@ -171,13 +184,55 @@ def test_cutout_without_a_mask_is_refused(run_cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_no_progress_bar_when_not_a_terminal(run_cli, tmp_path):
+def _on_a_terminal(args: list[str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run the command with standard error on a pseudo-terminal (as in an interactive shell); exit status,
+    standard output and everything written to the terminal."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "100"}
+    env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cli_command() + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=follower, env=env)
+    os.close(follower)
+    screen = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        stdout = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    return proc.returncode, stdout.decode(), screen.decode(errors="replace")
+
+
+def test_progress_bar_only_when_standard_error_is_a_terminal(run_cli, run_process, weights_dir, tmp_path):
     make_image(tmp_path / "in" / "a.png", (64, 64))
-    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background")
-    assert proc.returncode == 0
-    assert "━" not in proc.stderr and "\x1b[" not in proc.stderr and "segmenting" not in proc.stderr
-    assert proc.stdout == ""
-    quiet = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--keep-background", "--quiet")
+    make_image(tmp_path / "in" / "b.png", (48, 64), seed=1)
+    args = [str(tmp_path / "in"), "--keep-background", "--weights-dir", str(weights_dir)]
+    code, stdout, screen = _on_a_terminal([*args, "-o", str(tmp_path / "tty")])
+    assert code == 0, screen
+    assert "segmenting" in screen and "━" in screen and "\x1b[" in screen, screen  # the bar is drawn...
+    assert "processed 2, skipped 0, failed 0" in screen and stdout == ""
+
+    piped = run_process(*args, "-o", str(tmp_path / "pipe"), weights=False, env={"FORCE_COLOR": "1"})
+    assert piped.returncode == 0, piped.stderr
+    assert "━" not in piped.stderr and "\x1b[" not in piped.stderr and "segmenting" not in piped.stderr  # ...not here
+    assert "processed 2, skipped 0, failed 0" in piped.stderr and piped.stdout == ""
+
+    code, stdout, screen = _on_a_terminal([*args, "-o", str(tmp_path / "quiet"), "--quiet"])
+    assert code == 0 and screen == "" and stdout == "", screen  # --quiet: nothing, even on a terminal
+    quiet = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "quiet2"), "--keep-background", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
 
 
@@ -219,3 +274,26 @@ def test_fetch_weights_locates_and_checks_both_files(run_cli, run_process, weigh
     assert f"isnetis.ckpt: {weights_dir / 'isnetis.ckpt'}" in proc.stdout
     offline = run_process("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
     assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
+
+
+def test_batch_size_workers_and_precision_flags_keep_the_results(run_process, run_cli, tmp_path):
+    """Other batch sizes and worker counts write the same results (a batch of 3 runs other float kernels than a
+    batch of 1, so a few map pixels may flip); the device line names the precision."""
+    sizes = [(64, 48), (48, 64), (64, 48), (80, 60), (64, 48)]
+    for i, size in enumerate(sizes):
+        make_image(tmp_path / "in" / f"i{i}.png", size, seed=i)
+    base = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "one"), "--device", "cpu", "--precision", "fp32")
+    assert base.returncode == 0 and "device: cpu, fp32" in base.stderr, base.stderr
+    other = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "three"), "--batch-size", "3", "--workers", "2")
+    assert other.returncode == 0, other.stderr
+    one, three = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "three").iterdir())
+    assert [p.name for p in one] == [p.name for p in three] and len(one) == 2 * len(sizes)
+    for a, b in zip(one, three):
+        if a.stem.endswith("_mask"):
+            assert np.abs(read_gray(a).astype(int) - read_gray(b)).max() <= 2, a.name
+        else:
+            assert agreement(read_rgb(a), read_rgb(b)) >= 0.99, a.name
+    for flag, value in (("--batch-size", "0"), ("--workers", "0"), ("--precision", "fp8")):
+        bad = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "bad"), flag, value)
+        assert bad.returncode == 2 and flag in bad.stderr, (flag, bad.stderr)
+    assert not (tmp_path / "bad").exists()

@@ -1,35 +1,126 @@
 """The ComfyUI node pack inside a real ComfyUI 0.8.0 server (--cpu), driven over HTTP.
 
 One server for the module: the repository linked into ``custom_nodes/`` as a user clones it, plus
-the one-line loader folder pip users make; stand-in weights in ``models/animeface_seg/``. The
-workflows are API-format LoadImage -> AnimeFaceSegPreprocessor -> SaveImage (map) and
-MaskToImage -> SaveImage (mask). ComfyUI's source and driver come from ``shared/comfyui/``.
+the one-line loader folder pip users make. The weights are found the way ComfyUI users keep them:
+``UNet.pth`` through an ``animeface_seg:`` entry of an ``extra_model_paths.yaml`` (a garbage
+``UNet.pth`` in ``models/animeface_seg/`` proves that entry is looked at first), ``isnetis.ckpt`` in
+``models/animeface_seg/``. ComfyUI's source and driver come from ``shared/comfyui/``.
+
+Two kinds of workflow: LoadImage -> AnimeFaceSegPreprocessor -> SaveImage / MaskToImage, what users
+save; and the node's outputs fed straight into a probe node (``TEST_NODES``, loaded from a
+``custom_nodes:`` folder of the same yaml) that writes their type, shape, dtype and range as JSON
+and the tensors themselves, so the MASK contract is checked on the tensor the next node receives.
+ComfyUI's LoadImage always gives 3-channel IMAGEs (it drops alpha into a separate MASK), so the
+probe pack also has a node that makes gray (1 channel) and RGBA IMAGEs from a loaded one.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from animeface_seg.engine import weights
-from animeface_seg.engine.weights import ABG, UNET, WeightsError
+from animeface_seg.engine.palette import CLASS_COLORS
+from animeface_seg.engine.weights import UNET
 from animeface_seg.integrations.comfyui import paths
-from conftest import REFERENCE, REPO, agreement, read_gray, read_rgb
+from conftest import REFERENCE, REPO, agreement, make_image, read_gray, read_rgb
 
 COMFY_SHARED = Path(os.environ.get("ANIMEFACE_SEG_COMFYUI", REFERENCE.parent / "comfyui"))
 TARBALL = COMFY_SHARED / "comfyui-0.8.0-src.tar.gz"
 LOADER_LINE = "from animeface_seg.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS\n"
 NODE = "AnimeFaceSegPreprocessor"
 CASES = ("tall", "wide", "gray")
+PROBE, CONVERT = "AnimeFaceSegTestProbe", "AnimeFaceSegTestConvert"
+
+#: A test-only node pack: a probe that records what it receives, and gray/RGBA/repeat conversions.
+TEST_NODES = '''
+import json
+import os
+import warnings
+
+import PIL.Image
+import torch
+
+
+def process_settings():
+    """The process-wide settings the README says the node leaves alone."""
+    return {"pillow_max_image_pixels": PIL.Image.MAX_IMAGE_PIXELS, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "warning_filters": [str(f) for f in warnings.filters], "threads": torch.get_num_threads(),
+            "allocator": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
+
+
+AT_START = process_settings()  # when ComfyUI imports the packs, before our node has ever run
+
+
+class AnimeFaceSegTestProbe:
+    """Writes the type, shape, dtype, device and range of its IMAGE and MASK (PATH.json) and the tensors (PATH.pt)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "mask": ("MASK",), "path": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "probe"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def probe(self, image, mask, path):
+        def describe(t):
+            info = {"type": type(t).__name__, "shape": list(getattr(t, "shape", []))}
+            if isinstance(t, torch.Tensor):
+                info.update(dtype=str(t.dtype), device=str(t.device), min=float(t.min()), max=float(t.max()))
+            return info
+
+        with open(path + ".json", "w") as f:
+            json.dump({"image": describe(image), "mask": describe(mask),
+                       "settings": {"at_start": AT_START, "now": process_settings()}}, f)
+        torch.save({"image": image.detach().cpu(), "mask": mask.detach().cpu()}, path + ".pt")
+        return {}
+
+
+class AnimeFaceSegTestConvert:
+    """IMAGE -> (converted IMAGE, the 3-channel IMAGE the README says it is equivalent to)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "mode": (["gray", "rgba", "repeat"],),
+                             "amount": ("INT", {"default": 1, "min": 1, "max": 64})}}
+
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    FUNCTION = "convert"
+    CATEGORY = "testing"
+
+    def convert(self, image, mode, amount):
+        if mode == "gray":
+            gray = image.mean(dim=-1, keepdim=True)
+            return gray, gray.expand(-1, -1, -1, 3).contiguous()
+        if mode == "rgba":
+            b, h, w, _ = image.shape
+            alpha = torch.linspace(0.0, 1.0, w).view(1, 1, w, 1).expand(b, h, w, 1)
+            rgba = torch.cat([image, alpha], dim=-1)
+            # README: 8 bits as the original node makes them (uint8(255 * x), truncated), then alpha over
+            # white in float32 as the reference's composite, truncated; (c + 0.5) / 255 gives c back exactly.
+            pixels = (rgba * 255).floor().clamp(0, 255)
+            a = pixels[..., 3:] / 255.0
+            rgb = (pixels[..., :3] * a + 255.0 * (1.0 - a)).clamp(0, 255).floor()
+            return rgba, (rgb + 0.5) / 255.0
+        return image.repeat(amount, 1, 1, 1), image
+
+
+NODE_CLASS_MAPPINGS = {"AnimeFaceSegTestProbe": AnimeFaceSegTestProbe,
+                       "AnimeFaceSegTestConvert": AnimeFaceSegTestConvert}
+'''
 
 
 @pytest.fixture(scope="module")
@@ -60,31 +151,52 @@ def comfy_dir(driver, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(driver, comfy_dir, weights_dir, tmp_path_factory):
-    """One running server with stand-in weights in models/animeface_seg/."""
+def extra_paths(comfy_dir, weights_dir, tmp_path_factory) -> dict[str, Path]:
+    """An extra_model_paths.yaml with an ``animeface_seg:`` folder (UNet.pth) and a ``custom_nodes:``
+    folder (the test nodes); isnetis.ckpt in models/animeface_seg/ beside a garbage UNet.pth."""
+    root = tmp_path_factory.mktemp("comfy-extra")
+    elsewhere = root / "elsewhere" / "segmentation-weights"
+    elsewhere.mkdir(parents=True)
+    shutil.copyfile(weights_dir / "UNet.pth", elsewhere / "UNet.pth")
+    nodes = root / "test-nodes"
+    (nodes / "animeface_seg_test_nodes").mkdir(parents=True)
+    (nodes / "animeface_seg_test_nodes" / "__init__.py").write_text(TEST_NODES)
     models = comfy_dir / "models" / paths.MODEL_FOLDER
     models.mkdir(parents=True, exist_ok=True)
-    for name in ("UNet.pth", "isnetis.ckpt"):
-        shutil.copyfile(weights_dir / name, models / name)
-    saved = os.environ.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    shutil.copyfile(weights_dir / "isnetis.ckpt", models / "isnetis.ckpt")
+    (models / "UNet.pth").write_bytes(b"not a checkpoint: the yaml entry comes first")
+    config = root / "extra_model_paths.yaml"
+    config.write_text(f"tests:\n    base_path: {root / 'elsewhere'}\n    animeface_seg: segmentation-weights/\n"
+                      f"    custom_nodes: {nodes}\n")
+    return {"config": config, "unet": elsewhere / "UNet.pth", "abg": models / "isnetis.ckpt"}
+
+
+@pytest.fixture(scope="module")
+def server(driver, comfy_dir, extra_paths, tmp_path_factory):
+    """One running server, its weights found through folder_paths and extra_model_paths.yaml only."""
+    saved = {name: os.environ.pop(name, None) for name in ("ANIMEFACE_SEG_WEIGHTS", paths.AUX_CKPTS_ENV)}
     srv = driver.ComfyServer(comfy_dir, python=sys.executable, work_dir=tmp_path_factory.mktemp("comfy-run"),
-                             quiet=True)
+                             extra_args=["--extra-model-paths-config", str(extra_paths["config"])], quiet=True)
     try:
         srv.start()
     finally:
-        if saved is not None:
-            os.environ["ANIMEFACE_SEG_WEIGHTS"] = saved
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
     yield srv
     srv.stop()
 
 
-def _run(driver, srv, workflow: dict, out_dir: Path) -> dict[str, list[Path]]:
-    """Submit a workflow, wait, download; saved files by SaveImage node id, in batch order."""
+def _execute(driver, srv, workflow: dict) -> dict:
+    """Submit a workflow and wait for it; its history entry (a failure shows the server's log)."""
     prompt_id = driver.submit_prompt(srv.base, workflow)
     try:
-        entry = driver.wait_history(srv.base, prompt_id, timeout=300, proc=srv.proc)
+        return driver.wait_history(srv.base, prompt_id, timeout=600, proc=srv.proc)
     except driver.ExecutionFailed as exc:
         raise AssertionError(f"{exc}\n--- server log ---\n{srv.log_tail(40)}") from None
+
+
+def _run(driver, srv, workflow: dict, out_dir: Path) -> dict[str, list[Path]]:
+    """Submit a workflow, wait, download; saved files by SaveImage node id, in batch order."""
+    entry = _execute(driver, srv, workflow)
     files: dict[str, list[Path]] = {}
     for item in driver.download_outputs(srv.base, entry, str(out_dir)):
         files.setdefault(item["node_id"], []).append(Path(item["path"]))
@@ -164,31 +276,192 @@ def test_keeping_the_background(driver, server, golden_names, reference, tmp_pat
         assert mask.shape == read_gray(golden / "abg_mask.png").shape and (mask == 255).all(), case
 
 
-def test_a_batch_gives_one_result_per_image_in_order_without_loading_again(driver, server, reference, tmp_path):
+def _probe(node: str, image: list, mask: list, path: Path) -> dict:
+    return {node: {"class_type": PROBE, "inputs": {"image": image, "mask": mask, "path": str(path)}}}
+
+
+def _seg(node: str, image: list, **inputs) -> dict:
+    return {node: {"class_type": NODE, "inputs": {"image": image, **inputs}}}
+
+
+def _probed(driver, srv, nodes: dict, out: Path) -> dict[str, dict]:
+    """Run a workflow whose probes write to ``out/<name>``; by name, what each probe received (``received``: the
+    JSON description) and the ``image`` and ``mask`` tensors themselves."""
+    _execute(driver, srv, nodes)
+    found = {}
+    for described in sorted(out.glob("*.json")):
+        tensors = torch.load(described.with_suffix(".pt"), weights_only=True)
+        found[described.stem] = {"received": json.loads(described.read_text()), **tensors}
+    return found
+
+
+def _assert_contract(probe: dict, batch: int, height: int, width: int) -> None:
+    """IMAGE (B, H, W, 3) and MASK exactly (B, H, W), float32 on the CPU, in [0, 1]."""
+    image, mask = probe["received"]["image"], probe["received"]["mask"]
+    assert (image["type"], image["shape"], image["dtype"], image["device"]) == \
+        ("Tensor", [batch, height, width, 3], "torch.float32", "cpu"), image
+    assert (mask["type"], mask["shape"], mask["dtype"], mask["device"]) == \
+        ("Tensor", [batch, height, width], "torch.float32", "cpu"), mask
+    assert 0.0 <= image["min"] <= image["max"] <= 1.0 and 0.0 <= mask["min"] <= mask["max"] <= 1.0
+
+
+def _palette_only(image: torch.Tensor) -> bool:
+    colours = {tuple(c) for c in (image * 255).round().to(torch.uint8).reshape(-1, 3).unique(dim=0).tolist()}
+    return colours <= {tuple(c) for c in CLASS_COLORS}
+
+
+@pytest.fixture(scope="module")
+def tall(driver, server, reference) -> dict:
+    """The golden 'tall' picture uploaded, with its original and processed sizes (height, width)."""
+    golden = reference / "golden" / "tall"
+    with Image.open(golden / "input.png") as image, Image.open(golden / "map.png") as processed:
+        original, at_512 = image.size[::-1], processed.size[::-1]
+    return {"name": _upload(driver, server, golden / "input.png", "probe_tall.png"), "original": original,
+            "processed": at_512, "golden": golden}
+
+
+def test_every_input_gives_the_mask_and_image_contract(driver, server, tall, cached_factory, weights_dir,
+                                                       tmp_path):
+    """remove_background_using_abg and output_size, each both ways: shapes, dtypes, ranges and values."""
+    load = {"load": {"class_type": "LoadImage", "inputs": {"image": tall["name"]}}}
+    nodes = dict(load)
+    for size in ("processed", "original"):
+        for remove in (True, False):
+            name = f"{size}_{'abg' if remove else 'keep'}"
+            nodes.update(_seg(name, ["load", 0], remove_background_using_abg=remove, resolution=512,
+                              output_size=size))
+            nodes.update(_probe(f"probe_{name}", [name, 0], [name, 1], tmp_path / name))
+    nodes.update(_seg("defaults", ["load", 0]))  # every optional input left out
+    nodes.update(_probe("probe_defaults", ["defaults", 0], ["defaults", 1], tmp_path / "defaults"))
+    got = _probed(driver, server, nodes, tmp_path)
+    assert set(got) == {"processed_abg", "processed_keep", "original_abg", "original_keep", "defaults"}
+    for name, probe in got.items():
+        _assert_contract(probe, 1, *tall[name.split("_")[0] if name != "defaults" else "processed"])
+        assert _palette_only(probe["image"]), name
+    for name in ("processed_keep", "original_keep"):  # the background kept: a mask of ones
+        assert torch.equal(got[name]["mask"], torch.ones(1, *tall[name.split("_")[0]])), name
+    settings = got["processed_abg"]["received"]["settings"]
+    assert settings["now"] == settings["at_start"]  # the node changed no process-wide setting of ComfyUI's
+    abg = got["processed_abg"]
+    assert torch.equal(got["defaults"]["image"], abg["image"]) and torch.equal(got["defaults"]["mask"], abg["mask"])
+    assert len(abg["mask"].unique()) > 2  # a soft mask, not a thresholded or constant one
+    expected_mask = torch.from_numpy(read_gray(tall["golden"] / "abg_mask.png")).float() / 255
+    assert (abg["mask"][0] - expected_mask).abs().mean() <= 5 / 255
+    assert agreement((abg["image"][0] * 255).round().byte().numpy(), read_rgb(tall["golden"] / "map.png")) >= 0.80
+    # At the original size: the engine's own result at that size (same networks and weights).
+    engine = cached_factory(weights_dir=weights_dir, device="cpu", output_size="original")
+    result = engine([tall["golden"] / "input.png"])[0]
+    original = got["original_abg"]
+    assert agreement((original["image"][0] * 255).round().byte().numpy(), result.colors) >= 0.99
+    assert ((original["mask"][0] * 255).round() - torch.from_numpy(result.mask).float()).abs().mean() <= 1.0
+
+
+def test_a_resolution_other_than_512_is_refused(driver, server, tall):
+    nodes = {"load": {"class_type": "LoadImage", "inputs": {"image": tall["name"]}},
+             **_seg("seg", ["load", 0], resolution=576),
+             "save": {"class_type": "SaveImage", "inputs": {"images": ["seg", 0], "filename_prefix": "r"}}}
+    with pytest.raises(driver.PromptRejected, match="resolution"):
+        driver.submit_prompt(server.base, nodes)
+
+
+def test_gray_and_rgba_images_are_made_rgb_as_the_readme_says(driver, server, tall, tmp_path):
+    """A 1-channel IMAGE is its gray repeated; an RGBA IMAGE is alpha over white (as the original)."""
+    nodes = {"load": {"class_type": "LoadImage", "inputs": {"image": tall["name"]}}}
+    for mode in ("gray", "rgba"):
+        nodes[mode] = {"class_type": CONVERT, "inputs": {"image": ["load", 0], "mode": mode, "amount": 1}}
+        for variant, output in (("as_given", 0), ("equivalent", 1)):
+            name = f"{mode}_{variant}"
+            nodes.update(_seg(name, [mode, output]))
+            nodes.update(_probe(f"probe_{name}", [name, 0], [name, 1], tmp_path / name))
+    nodes.update(_seg("rgb", ["load", 0]))
+    nodes.update(_probe("probe_rgb", ["rgb", 0], ["rgb", 1], tmp_path / "rgb"))
+    got = _probed(driver, server, nodes, tmp_path)
+    for mode in ("gray", "rgba"):
+        given, equivalent = got[f"{mode}_as_given"], got[f"{mode}_equivalent"]
+        _assert_contract(given, 1, *tall["processed"])
+        assert torch.equal(given["image"], equivalent["image"]), mode
+        assert torch.equal(given["mask"], equivalent["mask"]), mode
+    # The alpha ramp changed the picture: the RGBA result is not the plain RGB one (alpha was not dropped).
+    assert not torch.equal(got["rgba_as_given"]["mask"], got["rgb"]["mask"])
+
+
+def test_a_batch_gives_each_image_its_own_result_in_order_without_loading_again(driver, server, reference,
+                                                                                tmp_path):
     source = reference / "golden" / "wide" / "input.png"
     flipped = tmp_path / "flipped.png"
     with Image.open(source) as image:
         image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
     wide, new = _upload(driver, server, source, "batch_wide.png"), _upload(driver, server, flipped, "flipped.png")
     loads = _log_count(server, "animeface-seg: loaded")
-
-    files = _run(driver, server, {
+    out = tmp_path / "probes"
+    out.mkdir()
+    got = _probed(driver, server, {
         "a": {"class_type": "LoadImage", "inputs": {"image": new}},
         "b": {"class_type": "LoadImage", "inputs": {"image": wide}},
         "ab": {"class_type": "ImageBatch", "inputs": {"image1": ["a", 0], "image2": ["b", 0]}},
-        **_segment_branch("batch", ["ab", 0], True),
-    }, tmp_path)
+        **_seg("batch", ["ab", 0]), **_probe("p_batch", ["batch", 0], ["batch", 1], out / "batch"),
+        **_seg("only_a", ["a", 0]), **_probe("p_a", ["only_a", 0], ["only_a", 1], out / "only_a"),
+        **_seg("only_b", ["b", 0]), **_probe("p_b", ["only_b", 0], ["only_b", 1], out / "only_b"),
+    }, out)
 
     assert _log_count(server, "animeface-seg: loaded") == loads  # a new execution reads no checkpoint again
-    maps, masks = files["batchmap"], files["batchmask"]
-    assert len(maps) == len(masks) == 2
-    golden = reference / "golden" / "wide"
-    assert agreement(read_rgb(maps[1]), read_rgb(golden / "map.png")) >= 0.80
-    assert np.abs(read_gray(masks[1]).astype(int) - read_gray(golden / "abg_mask.png")).mean() <= 5
-    assert agreement(read_rgb(maps[0]), read_rgb(golden / "map.png")) < 0.80  # the flipped picture's own map
+    batch = got["batch"]
+    with Image.open(reference / "golden" / "wide" / "map.png") as processed:
+        _assert_contract(batch, 2, processed.height, processed.width)
+    for index, single in enumerate((got["only_a"], got["only_b"])):
+        assert torch.equal(batch["image"][index], single["image"][0]), index
+        assert torch.equal(batch["mask"][index], single["mask"][0]), index
+    assert not torch.equal(got["only_a"]["mask"], got["only_b"]["mask"])  # two different pictures
 
 
-def test_missing_weights_name_every_place_looked_at(tmp_path, monkeypatch):
+def test_weights_come_from_comfyuis_model_paths_in_order(driver, server, extra_paths, tmp_path):
+    """UNet.pth from the yaml's animeface_seg: folder (the garbage one in models/ is never read), isnetis.ckpt
+    from models/animeface_seg/; each read once."""
+    _run(driver, server, _golden_workflow({"square": _upload(driver, server, REFERENCE / "golden" / "square" /
+                                                             "input.png", "weights_square.png")}, True), tmp_path)
+    log = Path(server.log_path).read_text(errors="replace")
+    assert f"animeface-seg: loaded UNet.pth from {extra_paths['unet']}" in log
+    assert f"animeface-seg: loaded isnetis.ckpt from {extra_paths['abg']}" in log
+    assert log.count("animeface-seg: loaded UNet.pth") == 1 and log.count("animeface-seg: loaded isnetis.ckpt") == 1
+
+
+def test_cancel_stops_the_node_between_device_batches(driver, server, tmp_path):
+    """POST /interrupt during a long batch: the prompt ends interrupted inside our node, which never returns."""
+    small = make_image(tmp_path / "small.png", (64, 64), seed=7)
+    name = _upload(driver, server, small, "cancel_small.png")
+    nodes = {"load": {"class_type": "LoadImage", "inputs": {"image": name}},
+             "many": {"class_type": CONVERT, "inputs": {"image": ["load", 0], "mode": "repeat", "amount": 24}},
+             **_seg("seg", ["many", 0], remove_background_using_abg=False),
+             **_probe("probe", ["seg", 0], ["seg", 1], tmp_path / "never")}
+    prompt_id = driver.submit_prompt(server.base, nodes)
+    deadline = time.monotonic() + 120
+    while not any(item[1] == prompt_id for item in driver.get_json(server.base, "/queue")["queue_running"]):
+        assert time.monotonic() < deadline, "the prompt never started"
+        time.sleep(0.1)
+    time.sleep(3)  # inside the node: 24 images at 512 take far longer than this on a CPU
+    driver.post_json(server.base, "/interrupt", {"prompt_id": prompt_id})
+    with pytest.raises(driver.ExecutionFailed, match="interrupted at node seg"):
+        driver.wait_history(server.base, prompt_id, timeout=300, proc=server.proc)
+    status = driver.get_json(server.base, f"/history/{prompt_id}")[prompt_id]["status"]
+    interrupted = [data for kind, data in status["messages"] if kind == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_type"] == NODE and "seg" not in interrupted[0]["executed"]
+    assert not (tmp_path / "never.json").exists()
+
+
+def _find_in_subprocess(code: str, env: dict[str, str]) -> str:
+    """Run ``paths.find`` code in a fresh interpreter with exactly ``env`` set (the hub reads it at import)."""
+    full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env}
+    proc = subprocess.run([sys.executable, "-c", "from animeface_seg.integrations.comfyui import paths\n"
+                           "from animeface_seg.engine.weights import ABG, UNET, WeightsError\n"
+                           "try:\n" + "".join(f"    {line}\n" for line in code.splitlines())
+                           + "except WeightsError as error:\n    print(error)\n"],
+                          capture_output=True, text=True, env=full, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_missing_weights_name_every_place_looked_at(tmp_path):
+    """A real empty hub cache and no network: the message names every folder, the cache and the offline flag."""
     models = [tmp_path / "ComfyUI" / "models" / "animeface_seg", tmp_path / "extra" / "animeface_seg"]
     custom_nodes = tmp_path / "ComfyUI" / "custom_nodes"
     aux = custom_nodes / "comfyui_controlnet_aux"
@@ -196,22 +469,18 @@ def test_missing_weights_name_every_place_looked_at(tmp_path, monkeypatch):
     (custom_nodes / "unrelated-pack").mkdir()
     env_dir = tmp_path / "env-weights"
     env_dir.mkdir()
-    monkeypatch.setenv("ANIMEFACE_SEG_WEIGHTS", str(env_dir))
-    with pytest.raises(WeightsError) as error:
-        paths.find(UNET, models, [custom_nodes], aux_env=None)
-    message = str(error.value)
+    hub = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1"}
+    message = _find_in_subprocess(f"paths.find(UNET, {[str(m) for m in models]!r}, [{str(custom_nodes)!r}])",
+                                  {**hub, "ANIMEFACE_SEG_WEIGHTS": str(env_dir)})
     for place in [*(m / "UNet.pth" for m in models), aux / "ckpts" / paths.AUX_FILES["unet"], env_dir]:
-        assert str(place) in message
+        assert str(place) in message, message
     assert "unrelated-pack" not in message
 
-    monkeypatch.delenv("ANIMEFACE_SEG_WEIGHTS")
-    monkeypatch.setattr(weights, "try_to_load_from_cache", lambda *args, **kwargs: None)  # an empty hub cache
-    monkeypatch.setattr(weights.hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsError) as error:
-        paths.find(ABG, models, [custom_nodes], aux_env=str(tmp_path / "announced"))
-    message = str(error.value)
+    message = _find_in_subprocess(f"paths.find(ABG, {[str(m) for m in models]!r}, [{str(custom_nodes)!r}], "
+                                  f"aux_env={str(tmp_path / 'announced')!r})", hub)
     assert str(tmp_path / "announced" / paths.AUX_FILES["abg"]) in message
-    assert str(aux / "ckpts" / paths.AUX_FILES["abg"]) in message and "Hugging Face cache" in message
+    assert str(aux / "ckpts" / paths.AUX_FILES["abg"]) in message
+    assert f"Hugging Face cache ({tmp_path / 'empty-hf-home' / 'hub'})" in message and "HF_HUB_OFFLINE" in message
 
 
 def test_the_first_place_holding_the_file_wins(tmp_path, weights_dir):

@@ -57,8 +57,24 @@ def test_alpha_is_composited_over_white_like_the_reference(tmp_path):
 
 
 def test_gray_with_alpha_and_palette_transparency(tmp_path):
-    la = Image.fromarray(np.stack([np.full((4, 4), 0, np.uint8), np.full((4, 4), 0, np.uint8)], -1), "LA")
-    assert (load_rgb(_save(la, tmp_path / "la.png")) == 255).all()
+    gray = np.full((4, 4), 40, np.uint8)
+    alpha = np.array([[0, 64, 128, 255]] * 4, np.uint8)
+    la = load_rgb(_save(Image.fromarray(np.stack([gray, alpha], -1), "LA"), tmp_path / "la.png"))
+    # 40 * a + 255 * (1 - a) in float32, truncated: white where transparent, the gray where opaque.
+    assert la[0].tolist() == [[255] * 3, [201] * 3, [147] * 3, [40] * 3]
+
+    # A palette image whose index 1 is fully transparent (tRNS), the others opaque: that index becomes white.
+    indices = np.array([[0, 1, 2, 1]] * 4, np.uint8)
+    palette = Image.fromarray(indices, "P")
+    palette.putpalette([200, 10, 10, 0, 0, 0, 10, 200, 10] + [0] * (256 * 3 - 9))
+    path = _save(palette, tmp_path / "p.png", transparency=1)
+    with Image.open(path) as reread:
+        assert reread.mode == "P" and reread.info.get("transparency") == 1  # the case really is on disk
+    assert load_rgb(path)[0].tolist() == [[200, 10, 10], [255, 255, 255], [10, 200, 10], [255, 255, 255]]
+
+    # A gray image with a transparent gray level (tRNS on L): only that level becomes white.
+    path = _save(Image.fromarray(np.array([[0, 9, 0, 9]] * 4, np.uint8), "L"), tmp_path / "l.png", transparency=9)
+    assert load_rgb(path)[0].tolist() == [[0, 0, 0], [255, 255, 255], [0, 0, 0], [255, 255, 255]]
 
 
 def test_gif_first_frame(tmp_path):

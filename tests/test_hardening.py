@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.tempfiles import TEMP_PATTERN, write_set
+import record_schema
 from conftest import cli_command, make_image, read_rgb
 
 
@@ -30,7 +31,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _records(stdout: str) -> dict[str, dict]:
-    return {Path(r["input"]).name: r for r in map(json.loads, stdout.splitlines())}
+    """Records by input name, each checked against the record schema."""
+    return {Path(r["input"]).name: r for r in record_schema.records(stdout)}
 
 
 def _leftovers(out: Path) -> list[Path]:

@@ -334,7 +334,7 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
 def test_frame_outputs_are_numbered_files_in_the_clip_folder():
     from animeface_seg.batch.naming import clip_folders, frame_output_paths
 
-    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), [OutputKind.MAP, OutputKind.MASK, OutputKind.CUTOUT, OutputKind.OVERLAY]
     assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
         OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
         OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}
@@ -346,3 +346,25 @@ def test_frame_outputs_are_numbered_files_in_the_clip_folder():
         OutputKind.MAP: out / "maps/a/clip", OutputKind.MASK: out / "masks/a/clip"}
     with pytest.raises(ValueError, match="start at 1"):
         frame_output_paths(out, clip, kinds, Layout.MIRROR, 0)
+
+
+def test_a_hard_link_is_the_same_file(run_cli, tmp_path):
+    """Two names of one file (a hard link): processed once, the second name recorded as the same file."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "a.png", (40, 30))
+    os.link(src / "a.png", src / "b.png")
+    proc = run_cli(str(src), "-o", str(out), "--keep-background", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = {Path(r["input"]).name: (r["status"], r["reason"]) for r in records(proc.stdout)}
+    assert got == {"a.png": ("ok", None), "b.png": ("skipped", f"same file as {src / 'a.png'}")}
+    assert sorted(files_under(out)) == ["a.png"]
+
+
+def test_json_on_a_standard_output_that_is_not_utf8_escapes_every_non_ascii_character(run_process, tmp_path):
+    image = make_image(tmp_path / "in" / "キャラ é.png", (40, 30))
+    proc = run_process(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background", "--json",
+                       env={"PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and "\\u30ad\\u30e3\\u30e9 \\u00e9.png" in proc.stdout, proc.stdout
+    [record] = records(proc.stdout)
+    assert record["input"] == str(image) and record["outputs"]["map"] == str(tmp_path / "out" / "キャラ é.png")

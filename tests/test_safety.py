@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -75,6 +76,35 @@ def test_sigterm_mid_run_stops_in_order_and_resume_completes(weights_dir, tmp_pa
     assert {r["reason"] for r in again.values() if r["status"] == "skipped"} == {"already done"}
     assert {Path(k).stem for k, r in again.items() if r["status"] == "ok"} == names - on_disk
     assert {p.stem for p in out.glob("img??.png")} == names
+
+
+def test_further_signals_during_the_stop_are_ignored(weights_dir, tmp_path):
+    """Ctrl-C, then SIGTERM every 20 ms until the process ends: the first signal decides (130) and the stop
+    still finishes its writes. (Ctrl-C first: CPython runs handlers of signals that arrive together in
+    signal-number order, so SIGINT, the lower number, is handled first however close the others follow.)"""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        make_image(src / f"img{i}.png", (640, 480), seed=i)
+    args = cli_command() + [str(src), "-o", str(out), "--weights-dir", str(weights_dir), "--device", "cpu",
+                            "--cutout", "--overlay", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not list(out.glob("img*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    later = 0
+    while proc.poll() is None and later < 500:
+        proc.send_signal(signal.SIGTERM)
+        later += 1
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert later > 0 and proc.returncode == 130, (later, stderr)
+    assert "Traceback" not in stderr and "interrupted" in stderr, stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    done = {Path(k).stem for k, r in _records(stdout).items() if r["status"] == "ok"}
+    for kind in ("", "_mask", "_cutout", "_overlay"):  # every finished input has its whole set
+        assert {p.name[: -len(kind + ".png")] for p in out.glob(f"img?{kind}.png")} == done, kind
+    assert f"processed {len(done)}, skipped 0, failed 0" in stderr
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -228,12 +258,27 @@ def test_unwritable_out_exits_2_before_any_network_loads(tmp_path):
     # A folder nobody may create, not even root (the plan sees nothing wrong; the write probe does).
     result = runner.invoke(app, [str(tmp_path / "in"), "-o", "/proc/animeface-seg-out"], obj=env)
     assert result.exit_code == 2 and "/proc/animeface-seg-out" in result.stderr, result.stderr
-    if os.geteuid() != 0:  # root writes anywhere: the path under a file above is the case that stops root
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        result = runner.invoke(app, [str(tmp_path / "in"), "-o", str(locked)], obj=env)
-        assert result.exit_code == 2 and str(locked) in result.stderr
     assert calls == []
+
+
+def test_out_without_write_permission_exits_2_naming_it(unprivileged):
+    """As a user without privileges (root writes anywhere): an existing OUT that user may not write."""
+    base = unprivileged.folder("locked-out")
+    make_image(base / "in" / "a.png", (64, 64))
+    locked = base / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    proc = unprivileged.run(str(base / "in"), "-o", str(locked / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert str(locked / "out") in proc.stderr and "Traceback" not in proc.stderr
+    assert "device:" not in proc.stderr  # refused before the networks load
+    assert list(locked.iterdir()) == []
+    locked.chmod(0o777)
+    (locked / "out").mkdir()
+    (locked / "out").chmod(0o555)
+    proc = unprivileged.run(str(base / "in"), "-o", str(locked / "out"))
+    assert proc.returncode == 2 and str(locked / "out") in proc.stderr, proc.stderr
+    assert list((locked / "out").iterdir()) == []
 
 
 def test_garbage_weights_never_advise_turning_weights_only_off(run_cli, tmp_path):
@@ -245,3 +290,48 @@ def test_garbage_weights_never_advise_turning_weights_only_off(run_cli, tmp_path
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "not a readable PyTorch checkpoint" in proc.stderr
     assert "weights_only" not in proc.stderr and "False" not in proc.stderr
+
+
+def test_skip_existing_redoes_outputs_made_with_other_weights(run_cli, weights_dir, reference, tmp_path):
+    """The resume rule covers the weights: the same files elsewhere still count as done, other weights do not."""
+    make_image(tmp_path / "in" / "a.png", (64, 48))
+    out = tmp_path / "out"
+    first = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background")
+    assert first.returncode == 0, first.stderr
+    copied = tmp_path / "copied-weights"
+    copied.mkdir()
+    shutil.copyfile(weights_dir / "UNet.pth", copied / "UNet.pth")
+    same = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json",
+                   "--unet", str(copied / "UNet.pth"), weights=False)
+    assert _records(same.stdout)["a.png"]["status"] == "skipped", same.stderr  # the fingerprint, not the path
+    other = tmp_path / "other-weights"
+    subprocess.run([sys.executable, str(reference / "make_checkpoints.py"), str(other), "--seed", "1"],
+                   check=True, capture_output=True)
+    redone = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--json",
+                     "--unet", str(other / "UNet.pth"), weights=False)
+    record = _records(redone.stdout)["a.png"]
+    assert record["status"] == "ok" and "other settings" in record["reason"] and "weights" in record["reason"], record
+
+
+def test_memory_budget_default_is_half_the_available_ram_and_0_turns_it_off(run_cli, run_process, tmp_path):
+    """Default: half of MemAvailable at the start, as the error names it. An image whose Pillow RGB copy alone
+    (4 bytes a pixel) needs more than all of it is refused before decoding; ``0`` lifts a budget."""
+    available = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemAvailable:"))) * 1024
+    side = int((available / 4) ** 0.5) + 1
+    _blank_png(tmp_path / "in" / "huge.png", side, side)
+    proc = run_process(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-background", "--json",
+                       "--max-pixels", str(side * side))
+    assert proc.returncode == 1, proc.stderr
+    error = _records(proc.stdout)["huge.png"]["error"]
+    assert "of the memory available at start)" in error, error
+    budget_gb = float(error.split("over the budget of ")[1].split(" GB")[0])
+    assert budget_gb == pytest.approx(available / 2 / 2**30, rel=0.25), error  # MemAvailable moves with other work
+
+    make_image(tmp_path / "small" / "a.png", (64, 48))
+    tight = run_cli(str(tmp_path / "small"), "-o", str(tmp_path / "tight"), "--keep-background", "--json",
+                    "--memory-budget", "1M")
+    assert tight.returncode == 1 and "over the budget" in _records(tight.stdout)["a.png"]["error"], tight.stderr
+    free = run_cli(str(tmp_path / "small"), "-o", str(tmp_path / "free"), "--keep-background", "--json",
+                   "--memory-budget", "0")
+    assert free.returncode == 0 and _records(free.stdout)["a.png"]["status"] == "ok", free.stderr

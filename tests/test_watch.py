@@ -7,11 +7,13 @@ so a failure cannot hang the suite; nothing is timed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path, PurePath
@@ -21,10 +23,11 @@ import pytest
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.engine.decode import load_rgb
 from conftest import agreement, cli_command, make_image, read_rgb
+from record_schema import assert_valid
 
-pytest.importorskip("watchfiles")
-
-from animeface_seg.integrations.watch import DropFolders, is_temporary  # noqa: E402
+#: Only the tests that watch need the watch extra; the others run without it.
+needs_watchfiles = pytest.mark.skipif(importlib.util.find_spec("watchfiles") is None,
+                                      reason="needs the watch extra: pip install -e '.[test]'")
 
 #: Longest wait for the first record (process start-up on a busy 2-core machine) and for later ones.
 FIRST_WAIT = 300
@@ -108,6 +111,7 @@ def _moved_in(staging: Path, target: Path, size: tuple[int, int], seed: int) -> 
     return target
 
 
+@needs_watchfiles
 def test_live_watch_moves_slow_writes_nested_corrupt_rewrite_and_sigterm(weights_dir, segmentor_keep, tmp_path):
     src, out, staging = tmp_path / "in", tmp_path / "out", tmp_path / "staging"
     staging.mkdir()
@@ -176,11 +180,14 @@ def test_live_watch_moves_slow_writes_nested_corrupt_rewrite_and_sigterm(weights
     assert f"error: {corrupt}" in stderr
     assert (out / "first.png").is_file()
     assert [len(watch.for_input(p)) for p in (slow, nested, corrupt, after)] == [1, 1, 1, 1]
+    for record in watch.records:
+        assert_valid(record)
     for name in (".hidden.png", "download.png.part", "~lock.png"):
         assert not watch.for_input(src / name), name
     assert not list(out.rglob(".*")), "temporary files left behind"
 
 
+@needs_watchfiles
 def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weights_dir, segmentor_keep, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     done = make_image(src / "done.png", (64, 48), seed=0)
@@ -194,7 +201,8 @@ def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weight
     watch = LiveWatch(_args(src, out, weights_dir))
     try:
         assert watch.wait_for(changed, timeout=FIRST_WAIT)["status"] == "ok"
-        assert watch.wait_for(done)["status"] == "skipped"
+        skipped = watch.wait_for(done)
+        assert (skipped["status"], skipped["reason"]) == ("skipped", "already done"), skipped
         _assert_matches(segmentor_keep, changed, out / "sub" / "changed.png")
         code = watch.stop(signal.SIGINT)
     finally:
@@ -203,25 +211,50 @@ def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weight
     assert code == 0, stderr
     assert "processed 1, skipped 1, failed 0" in stderr and "watching" in stderr, stderr
     assert (out / "done.png").stat().st_mtime_ns == done_written
+    for record in watch.records:
+        assert_valid(record)
 
 
-def test_watch_usage_errors(run_cli, tmp_path):
+@needs_watchfiles
+def test_watch_needs_folders(run_cli, tmp_path):
     image = make_image(tmp_path / "in" / "a.png", (32, 32))
     for inputs in ([str(image)], ["-"], [str(tmp_path / "missing")]):
         proc = run_cli(*inputs, "-o", str(tmp_path / "out"), "--watch", stdin="")
         assert proc.returncode == 2, proc.stderr
         assert "--watch needs folders as INPUT" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_settle_without_watch_is_a_usage_error(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (32, 32))
     proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--settle", "2")
     assert proc.returncode == 2 and "--settle only applies with --watch" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
+def test_without_watchfiles_the_watch_is_a_clear_setup_error(run_cli, tmp_path, monkeypatch):
+    """No watch extra installed (its import blocked): one line naming the install command, exit 2."""
+    make_image(tmp_path / "in" / "a.png", (32, 32))
+    monkeypatch.setitem(sys.modules, "watchfiles", None)
+    monkeypatch.delitem(sys.modules, "animeface_seg.integrations.watch", raising=False)
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--watch")
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'animeface-seg[watch]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@needs_watchfiles
 def test_temporary_names():
+    from animeface_seg.integrations.watch import is_temporary
+
     assert all(map(is_temporary, ["a.png.part", "a.PNG.crdownload", "a.png~", "~$a.png", "x.tmp", "a.download"]))
     assert not any(map(is_temporary, ["a.png", "part.png", "a~b.png"]))
 
 
+@needs_watchfiles
 def test_source_hands_over_settled_files_once_and_stops(tmp_path):
+    from animeface_seg.integrations.watch import DropFolders
+
     src, staging = tmp_path / "in", tmp_path / "staging"
     src.mkdir()
     staging.mkdir()

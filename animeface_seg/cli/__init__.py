@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from animeface_seg.cli.app import Environment, app
-from animeface_seg.cli.process_setup import Terminated, install_signal_handlers
+from animeface_seg.cli.process_setup import Terminated, ignore_stop_signals_while_exiting, install_signal_handlers
 
 __all__ = ["Environment", "app", "main"]
 
@@ -21,3 +21,5 @@ def main() -> None:
     except KeyboardInterrupt as exc:
         sys.stderr.write("animeface-seg: interrupted during start-up\n")
         sys.exit(143 if isinstance(exc, Terminated) else 130)
+    finally:
+        ignore_stop_signals_while_exiting()

@@ -35,10 +35,6 @@ class _Signals:
         if cls.stopping:
             return
         cls.stopping = True
-        # Ignored from now on by the kernel itself: the interpreter's own shutdown, which restores the
-        # default action of signals that have a Python handler, must not let a second one kill the process.
-        for other in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(other, signal.SIG_IGN)
         exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         if cls.held:
             cls.pending = exc
@@ -51,6 +47,26 @@ def install_signal_handlers() -> None:
     _Signals.installed = True
     signal.signal(signal.SIGTERM, _Signals.handle)
     signal.signal(signal.SIGINT, _Signals.handle)
+
+
+def _let_pending_signals_through() -> None:
+    """A Python-level call: CPython runs the handlers of signals already received on entering it."""
+
+
+def ignore_stop_signals_while_exiting() -> None:
+    """After a stop, keep ignoring Ctrl-C and SIGTERM through the interpreter's exit.
+
+    While it exits, CPython resets its signal handlers to the default action, so a signal arriving
+    then (a scheduler repeating SIGTERM) would kill the finished stop and replace its exit code.
+    """
+    if not _Signals.stopping or not hasattr(signal, "pthread_sigmask"):
+        return
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    _let_pending_signals_through()  # our handler ignores them: the stop is under way
+    for signum in stop:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)  # any held back now reach the OS's "ignore"
 
 
 def reclaim_signal_handlers() -> None:
