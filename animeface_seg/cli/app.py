@@ -33,7 +33,9 @@ HELP = """Segment anime characters in images: a colour-coded face-part map and a
 
 For every input image, writes OUT/<name>.png (the map: background yellow, hair blue, eye red,
 mouth white, face green, skin cyan, clothes magenta) and OUT/<name>_mask.png (the character
-mask), removing the background first unless --keep-background is given. Folders are searched
+mask), removing the background first unless --keep-background is given. Videos (.mp4 .mov
+.mkv .webm .avi) and animated GIF/PNG/WebP (and multi-page TIFF) give a folder of frames,
+OUT/<name>/000001.png, OUT/<name>/000001_mask.png, ... (--first-frame: one picture). Folders are searched
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
 standard input, one per line (NUL-separated with -0). Every output path is planned and checked
 before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
@@ -46,6 +48,7 @@ Examples:
   find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg data/ -o out/ --class-masks hair,eye  # also out/<name>_hair.png, out/<name>_eye.png
+  animeface-seg clip.mp4 -o out/ --frame-step 5  # out/clip/000001.png, out/clip/000006.png, ...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
 
@@ -190,6 +193,12 @@ def command(
     s3_endpoint: Annotated[Optional[str], typer.Option(
         "--s3-endpoint", metavar="URL", help="S3-compatible endpoint for s3:// URIs [default: "
         "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS].", show_default=False)] = None,
+    frame_step: Annotated[int, typer.Option(
+        "--frame-step", min=1, metavar="N", help="Videos and animated images: take every Nth frame (1, 1+N, ...); "
+        "each keeps its number in the source.")] = 1,
+    first_frame: Annotated[bool, typer.Option(
+        "--first-frame", help="One picture per file: only the first frame of a video or animated image, "
+        "written like a still (OUT/<name>.png) instead of a folder of frames.")] = False,
     memory_budget: Annotated[Optional[str], typer.Option(
         "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
         "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
@@ -231,6 +240,8 @@ def command(
             raise _fail("--settle only applies with --watch")
         if watch and engine is Engine.ray:
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
+        if first_frame and frame_step != 1:
+            raise _fail("--frame-step picks frames of a clip, --first-frame takes one picture per file: drop one")
         if json_lines and (env.stdout or sys.stdout) is None:
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
         from animeface_seg.batch.settings import output_kinds
@@ -244,6 +255,7 @@ def command(
             precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
+            frame_step=frame_step, first_frame=first_frame,
             ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint))
         try:
             code = execute(request, env)

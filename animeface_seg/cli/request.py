@@ -41,6 +41,9 @@ class RunRequest:
     null: bool = False
     settle: float | None = None
     memory_budget: int | None = None
+    frame_step: int = 1
+    first_frame: bool = False
+    """Take videos and animated images as one picture (their first frame) instead of clips."""
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     @property
