@@ -15,9 +15,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
-from animeface_seg.engine.frames import ClipInfo
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.engine.frames import ClipInfo, open_frames
 from animeface_seg.engine.segmentor import Segmentation
 
 
@@ -27,6 +29,17 @@ def selected_frames(info: ClipInfo, step: int) -> range | None:
     if info.frame_count is None:
         return None
     return range(1, info.frame_count + 1, step)
+
+
+def frame_sets(job: Job, settings: RunSettings) -> list[dict[OutputKind, Path]] | None:
+    """The files of every frame a run with ``settings`` writes for the clip ``job``, from its header alone;
+    ``None`` when the header does not count its frames (Matroska, WebM) or cannot be read."""
+    try:
+        with open_frames(job.source, max_pixels=None) as clip:
+            numbers = selected_frames(clip.info, settings.frame_step)
+    except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
+        return None
+    return None if not numbers else [settings.frame_outputs(job, number) for number in numbers]
 
 
 def _frames(count: int) -> str:
@@ -40,7 +53,7 @@ class ClipTally:
     that settles something returns the clip's ``Outcome`` when that was the last thing it waited for.
     """
 
-    def __init__(self, job, outputs: dict[OutputKind, Path], info: ClipInfo, reason: str | None = None) -> None:
+    def __init__(self, job: Job, outputs: dict[OutputKind, Path], info: ClipInfo, reason: str | None = None) -> None:
         self.job = job
         self.outputs = outputs
         self.info = info

@@ -24,7 +24,7 @@ from pathlib import PurePath
 
 import numpy as np
 
-from animeface_seg.batch.clips import ClipTally, selected_frames
+from animeface_seg.batch.clips import ClipTally, frame_sets
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
@@ -109,21 +109,15 @@ class Stages:
         return reason
 
     def _finished_clip(self, job: Job, outputs: dict[OutputKind, PurePath]) -> Outcome | None:
-        """The ``skipped`` outcome of a clip whose header tells its frames and whose frames are all complete
-        with the run's settings; None when it must be opened (some frame missing, or a header that does not
+        """The ``skipped`` outcome of a clip whose header counts its frames and whose frames are all complete
+        with the run's settings; None when it must be opened (a frame missing, or a header that does not
         count its frames, as Matroska's: then the decoding thread checks frame by frame)."""
-        try:
-            with open_frames(job.source, max_pixels=None) as clip:
-                info = clip.info
-        except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
+        frames = frame_sets(job, self.settings)
+        if frames is None or any(stale_reason(files, self.signature, self.store) for files in frames):
             return None
-        numbers = selected_frames(info, self.settings.frame_step)
-        if numbers is None or not numbers:
-            return None
-        for number in numbers:
-            if stale_reason(self.settings.frame_outputs(job, number), self.signature, self.store) is not None:
-                return None
-        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(numbers), fps=info.fps,
+        with open_frames(job.source, max_pixels=None) as clip:
+            info = clip.info
+        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(frames), fps=info.fps,
                        duration=info.duration)
 
     def decode(self, work: Work, content: bytes | None = None) -> Decoded:
