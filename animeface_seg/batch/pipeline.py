@@ -54,8 +54,8 @@ class _Run:
         workers, batch = settings.workers, settings.batch_size
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         # Jobs handed to the decoding threads and not yet decoded to their end (a clip holds its place
-        # until its last frame): enough to keep every thread busy.
-        self.job_slots = threading.Semaphore(2 * workers)
+        # until its last frame): one per thread, so no job waits in a queue holding nothing but a place.
+        self.job_slots = threading.Semaphore(workers)
         # Images (stills, frames) decoding or waiting for a batch: more than the batcher may hold, so
         # groups can fill; taken by the decoding threads, given back when the batch runs.
         self.decode_slots = threading.Semaphore(max(2 * workers, 2 * batch) + 1)
