@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.encode import ClipEncoder
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
@@ -53,8 +54,11 @@ class ClipTally:
     that settles something returns the clip's ``Outcome`` when that was the last thing it waited for.
     """
 
-    def __init__(self, job: Job, outputs: dict[OutputKind, Path], info: ClipInfo, reason: str | None = None) -> None:
+    def __init__(self, job: Job, outputs: dict[OutputKind | str, Path], info: ClipInfo, reason: str | None = None,
+                 encoder: ClipEncoder | None = None) -> None:
         self.job = job
+        self.encoder = encoder
+        """Where the frames are also encoded as videos (``--encode``), in order, finished with the clip."""
         self.outputs = outputs
         self.info = info
         self.reason = reason
@@ -73,10 +77,11 @@ class ClipTally:
         """Whether the clip failed, so no more of its frames need decoding."""
         return self._error is not None
 
-    def sent(self) -> None:
-        """A frame was handed to the networks."""
+    def sent(self) -> int:
+        """A frame was handed to the networks; its place among those (0, 1, ...), the order of the videos."""
         with self._lock:
             self._sent += 1
+            return self._sent - 1
 
     def kept(self) -> None:
         """A frame was found complete with the run's settings (``--skip-existing``)."""
@@ -126,6 +131,14 @@ class ClipTally:
         if self._error is None and frames == 0:
             self._error = Outcome(self.job, "error", {}, "the clip holds no frame that can be decoded")
         common = dict(frames=frames, fps=self.info.fps, duration=self.info.duration)
+        if self.encoder is not None:
+            try:
+                if self._error is None:
+                    self.encoder.finish()
+                else:
+                    self.encoder.abort()
+            except Exception as exc:  # noqa: BLE001 - the videos could not be finished: the clip fails alone
+                self._error = failed_outcome(self.job, exc, "write")
         if self._error is not None:
             outcome = self._error
             outcome.error = f"{outcome.error}; {_frames(frames)} written"

@@ -26,6 +26,7 @@ import numpy as np
 
 from animeface_seg.batch.clips import ClipTally, frame_sets
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.encode import ClipEncoder, video_stale_reason
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
@@ -56,8 +57,11 @@ class Decoded:
     prepared: Prepared
     source: np.ndarray | None
     clip: ClipTally | None = None
-    """The clip this is a frame of (``frame`` its number), or None for a still."""
+    """The clip this is a frame of, or None for a still; then ``frame`` is its number in the source, ``index``
+    its place among the frames segmented (the order of encoded videos), ``time`` its time in seconds."""
     frame: int | None = None
+    index: int = 0
+    time: float | None = None
 
     @property
     def shape(self) -> Hashable:
@@ -108,17 +112,21 @@ class Stages:
             return ""  # nothing made yet: no news for the record
         return reason
 
-    def _finished_clip(self, job: Job, outputs: dict[OutputKind, PurePath]) -> Outcome | None:
-        """The ``skipped`` outcome of a clip whose header counts its frames and whose frames are all complete
-        with the run's settings; None when it must be opened (a frame missing, or a header that does not
-        count its frames, as Matroska's: then the decoding thread checks frame by frame)."""
+    def _finished_clip(self, job: Job, outputs: dict[OutputKind | str, PurePath]) -> Outcome | None:
+        """The ``skipped`` outcome of a clip whose outputs are all complete with the run's settings: every frame
+        its header counts, and its videos (``--encode``); None when it must be opened (something missing, or
+        frames to check in a header that does not count them, as Matroska's: the decoding thread checks then)."""
+        videos = self.settings.videos(job)
+        if videos and video_stale_reason(videos, self.signature) is not None:
+            return None
         frames = frame_sets(job, self.settings)
-        if frames is None or any(stale_reason(files, self.signature, self.store) for files in frames):
+        if self.settings.encode != "video" and (
+                frames is None or any(stale_reason(files, self.signature, self.store) for files in frames)):
             return None
         with open_frames(job.source, max_pixels=None) as clip:
             info = clip.info
-        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(frames), fps=info.fps,
-                       duration=info.duration)
+        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=None if frames is None else len(frames),
+                       fps=info.fps, duration=info.duration)
 
     def decode(self, work: Work, content: bytes | None = None) -> Decoded:
         """Read the job's file (or ``content``, its bytes read elsewhere) within the memory budget; raises."""
@@ -139,7 +147,9 @@ class Stages:
         """Open a clip's file (its header only) for ``clip_items``, with the tally of its frames; raises."""
         clip = open_frames(work.job.source, max_pixels=self.settings.max_pixels, before_load=self.before_frame,
                            step=self.settings.frame_step)
-        return clip, ClipTally(work.job, work.outputs, clip.info, work.reason)
+        videos = self.settings.videos(work.job)
+        encoder = ClipEncoder(videos, clip.info.fps, self.signature) if videos else None
+        return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder)
 
     def clip_items(self, clip: Clip, tally: ClipTally) -> Iterator[Decoded | None]:
         """Decode the clip's frames one at a time, each ready for the networks with its own files; ``None``
@@ -147,7 +157,7 @@ class Stages:
         Raises ``ClipDecodeError`` where a frame cannot be decoded."""
         for frame in clip:
             outputs = self.settings.frame_outputs(tally.job, frame.number)
-            if self.settings.skip_existing:
+            if self.settings.skip_existing and tally.encoder is None:  # a video needs every frame segmented
                 reason = self._stale(outputs)
                 if reason is None:
                     tally.kept()
@@ -156,9 +166,8 @@ class Stages:
                 if reason:
                     tally.stale(reason)
             prepared = self.segmentor.prepare(frame.image)
-            tally.sent()
             yield Decoded(Work(tally.job, outputs, tally.reason), prepared, frame.image if self.keep_source else None,
-                          tally, frame.number)
+                          tally, frame.number, tally.sent(), frame.time)
 
     def batch_limit(self, shape: Hashable) -> int:
         """Most images of this padded shape one network batch may hold within the budget (at least 1)."""
@@ -181,6 +190,8 @@ class Stages:
         work = item.work
         try:
             write_outputs(result, work.outputs, item.source, self.png_info, self.store)
+            if item.clip is not None and item.clip.encoder is not None:
+                item.clip.encoder.add(item.index, result, item.source, item.time)
         except Exception as exc:  # noqa: BLE001 - nothing of the set is left; this input fails alone
             return self.failed_item(item, exc, "write")
         if item.clip is not None:

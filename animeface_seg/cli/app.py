@@ -64,6 +64,12 @@ class Engine(str, Enum):
     ray = "ray"
 
 
+class Encode(str, Enum):
+    frames = "frames"
+    video = "video"
+    both = "both"
+
+
 class Size(str, Enum):
     original = "original"
     processed = "processed"
@@ -199,6 +205,10 @@ def command(
     first_frame: Annotated[bool, typer.Option(
         "--first-frame", help="One picture per file: only the first frame of a video or animated image, "
         "written like a still (OUT/<name>.png) instead of a folder of frames.")] = False,
+    encode: Annotated[Encode, typer.Option(
+        "--encode", help="What a video or animated image gives: frames (a folder of PNGs), video (OUT/<name>.mkv: "
+        "the map in lossless FFV1, <name>_mask.mkv, <name>_cutout.webm with alpha, at the source's frame "
+        "times), or both.", case_sensitive=False)] = "frames",
     memory_budget: Annotated[Optional[str], typer.Option(
         "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
         "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
@@ -240,6 +250,8 @@ def command(
             raise _fail("--settle only applies with --watch")
         if watch and engine is Engine.ray:
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
+        if first_frame and Encode(encode) is not Encode.frames:
+            raise _fail("--encode makes videos of clips, --first-frame takes one picture per file: drop one")
         if first_frame and frame_step != 1:
             raise _fail("--frame-step picks frames of a clip, --first-frame takes one picture per file: drop one")
         if json_lines and (env.stdout or sys.stdout) is None:
@@ -255,7 +267,7 @@ def command(
             precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
-            frame_step=frame_step, first_frame=first_frame,
+            frame_step=frame_step, first_frame=first_frame, encode=Encode(encode).value,
             ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint))
         try:
             code = execute(request, env)

@@ -44,6 +44,8 @@ class RunRequest:
     frame_step: int = 1
     first_frame: bool = False
     """Take videos and animated images as one picture (their first frame) instead of clips."""
+    encode: str = "frames"
+    """What a clip gives: ``frames``, ``video`` or ``both`` (``RunSettings.encode``)."""
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     @property

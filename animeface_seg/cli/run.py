@@ -93,7 +93,8 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
                                   batch_size=request.batch_size,
                                   workers=request.workers, skip_existing=request.skip_existing,
                                   max_pixels=request.max_pixels, layout=request.layout,
-                                  memory_budget=request.memory_budget, frame_step=request.frame_step)
+                                  memory_budget=request.memory_budget, frame_step=request.frame_step,
+                                  encode=request.encode)
     reporter.info(f"device: {runner.description}; {len(jobs)} input(s) -> {shown(request.output)}")
     if stale:
         reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.output)} by a run that was killed")

@@ -35,7 +35,8 @@ class Runner:
         """Every input found and every output checked (``PlanError`` on conflicts)."""
         r = self.request
         return make_plan(r.inputs, r.output, r.kinds, layout=r.layout, recursive=r.recursive, stdin=stdin,
-                         null=r.null, root=r.root, allow_empty=self.endless, clips=not r.first_frame)
+                         null=r.null, root=r.root, allow_empty=self.endless, clips=not r.first_frame,
+                         videos=r.encode != "frames")
 
     def start(self) -> None:
         """Load the networks or join the cluster (slow; may raise ``EngineError``)."""

@@ -67,8 +67,10 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
 
 
 def _done(job: Job, settings: RunSettings) -> bool:
-    """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts)."""
+    """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
+    and its videos)."""
     sets = frame_sets(job, settings) if job.clip else [settings.outputs(job)]
+    sets = [files for files in [*(sets or ()), settings.videos(job) if job.clip and sets else {}] if files]
     return bool(sets) and all(up_to_date(files, job.source) for files in sets)
 
 
@@ -199,7 +201,8 @@ class DropFolders:
         skipped: list[Outcome] = []
         todo: list[Job] = []
         now, wall = time.monotonic(), time.time()
-        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names)
+        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names,
+                                    videos=settings.encode != "frames")
         for job in jobs:
             real = job.source.resolve()
             if job.runnable:
