@@ -295,3 +295,61 @@ def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, mo
     assert progress.opened == count and state["reported"] == count
     # at most 3 frames waiting for the networks (decode slots), 1 on them, 3 being written (write slots)
     assert state["most"] <= 7 < count, state
+
+
+def decoded(path: Path, layout: str) -> tuple[list[float], list[np.ndarray]]:
+    """Every frame's time and pixels of an encoded video."""
+    with av.open(str(path)) as container:
+        frames = [(frame.time, frame.to_ndarray(format=layout)) for frame in container.decode(video=0)]
+    return [time for time, _ in frames], [array for _, array in frames]
+
+
+def test_encoded_videos_round_trip_losslessly_with_source_times_and_resume(run_cli, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_video(folder / "clip.mp4", noise_frames(3, seed=13), fps=5)
+    out = tmp_path / "out"
+    args = (str(folder), "-o", str(out), "--encode", "both", "--cutout", "--class-masks", "hair", "--json",
+            "--device", "cpu")
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    record = records(result.stdout)["clip.mp4"]
+    assert record["outputs"] == {**{kind: str(out / "clip") for kind in ("map", "mask", "cutout", "hair")},
+                                 "map_video": str(out / "clip.mkv"), "mask_video": str(out / "clip_mask.mkv"),
+                                 "cutout_video": str(out / "clip_cutout.webm"), "hair_video": str(out / "clip_hair.mkv")}
+    for video, suffix, layout in (("clip.mkv", "", "rgb24"), ("clip_mask.mkv", "_mask", "gray"),
+                                  ("clip_hair.mkv", "_hair", "gray")):
+        times, arrays = decoded(out / video, layout)
+        assert times == pytest.approx([0.0, 0.2, 0.4])
+        reader = read_rgb if layout == "rgb24" else read_gray
+        frames = [reader(out / "clip" / f"{n:06d}{suffix}.png") for n in (1, 2, 3)]
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, frames)), video
+    with av.open(str(out / "clip_cutout.webm")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "vp9" and stream.metadata.get("alpha_mode") == "1"
+        assert sum(1 for _ in container.decode(stream)) == 3
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+    videos = sorted(out.glob("clip*.*"))
+    times = {path: path.stat().st_mtime_ns for path in videos}
+    again = run_cli(*args, "--skip-existing")
+    assert records(again.stdout)["clip.mp4"]["status"] == "skipped", again.stderr
+    assert {path: path.stat().st_mtime_ns for path in videos} == times
+
+    only = tmp_path / "only"
+    result = run_cli(str(folder), "-o", str(only), "--encode", "video", "--keep-background", "--frame-step", "2",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in only.iterdir()) == ["clip.mkv"]
+    times, arrays = decoded(only / "clip.mkv", "rgb24")
+    assert times == pytest.approx([0.0, 0.4]) and len(arrays) == 2
+
+
+def test_encoded_videos_take_their_place_in_the_output_plan(run_cli, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_animation(folder / "clip.gif", noise_frames(2), loop=0)
+    write_animation(folder / "clip_mask.gif", noise_frames(2), loop=0)  # its map video is clip's mask video
+    result = run_cli(str(folder), "-o", str(tmp_path / "out"), "--encode", "video")
+    assert result.returncode == 2 and "clip_mask.mkv" in result.stderr
+    assert not (tmp_path / "out").exists()
