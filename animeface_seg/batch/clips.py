@@ -123,6 +123,13 @@ class ClipTally:
                 self._error = failed_outcome(self.job, exc, "read")
             return self._finish()
 
+    def abandon(self) -> None:
+        """The run stops before the clip's end: drop its videos being written (its complete frames stay)."""
+        with self._lock:
+            if not self._finished and self.encoder is not None:
+                self._finished = True
+                self.encoder.abort()
+
     def _finish(self) -> Outcome | None:
         if self._finished or not self._ended or self._settled < self._sent:
             return None

@@ -16,11 +16,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from animeface_seg.batch.clips import selected_frames
+from animeface_seg.batch.clips import ClipTally, selected_frames
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.outcome import Outcome
 from animeface_seg.batch.settings import RunSettings
@@ -66,6 +67,8 @@ class _Run:
         self.batcher: ShapeBatcher[Decoded] = ShapeBatcher(
             batch, key=lambda item: item.shape, timeout=settings.flush_after, limit=self.stages.batch_limit)
         self.feeder = threading.Thread(target=self._feed, args=(jobs,), name="feed", daemon=True)
+        self.clips: weakref.WeakSet[ClipTally] = weakref.WeakSet()
+        """Clips opened and not yet forgotten: those a stop leaves unfinished drop their videos."""
 
     def _acquire(self, slots: threading.Semaphore) -> bool:
         """Take a slot, waiting as long as needed; False once the run is stopping."""
@@ -122,6 +125,7 @@ class _Run:
         except Exception as exc:  # noqa: BLE001
             self.events.put(("ended", self.stages.failed(work, exc, "read")))
             return
+        self.clips.add(tally)
         self.events.put(("opened", work.job, selected_frames(tally.info, self.stages.settings.frame_step)))
         failure = None
         with clip:
@@ -225,6 +229,8 @@ class _Run:
             self.stop.set()
             self.decoders.shutdown(wait=False, cancel_futures=True)
             self.writers.shutdown(wait=True)
+            for tally in list(self.clips):
+                tally.abandon()
 
 
 def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings,
