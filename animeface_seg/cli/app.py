@@ -137,7 +137,8 @@ def command(
         f"(by-kind: OUT/<class>/...), 255 where the map has that class: comma-separated from "
         f"{', '.join(CLASS_NAMES)}, or all. E.g. --class-masks hair,eye", show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing", help="Resume: skip inputs whose outputs all exist already.")] = False,
+        "--skip-existing", help="Resume: skip inputs whose outputs all exist already "
+        "(a clip cut short is finished from its missing frames).")] = False,
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Search folders recursively.")] = True,
     device: Annotated[str, typer.Option(
