@@ -31,7 +31,8 @@ class Outcome:
 
     job: Job
     status: Status
-    outputs: dict[OutputKind, Path] = field(default_factory=dict)
+    outputs: dict[OutputKind | str, Path] = field(default_factory=dict)
+    """Each kind's file; a clip's frame folder per kind, and its encoded videos under ``<kind>_video``."""
     error: str | None = None
     error_setting: str | None = None
     """The engine setting that governs the error, if any (a front-end names its own flag for it)."""
