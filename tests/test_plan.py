@@ -334,7 +334,7 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
 def test_frame_outputs_are_numbered_files_in_the_clip_folder():
     from animeface_seg.batch.naming import clip_folders, frame_output_paths
 
-    out, clip, kinds = Path("OUT"), PurePath("a/clip"), [OutputKind.MAP, OutputKind.MASK, OutputKind.CUTOUT, OutputKind.OVERLAY]
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)[:4]
     assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
         OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
         OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}

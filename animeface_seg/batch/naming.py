@@ -9,7 +9,8 @@ layout ControlNet training scripts expect. Each face-part class can have its own
 A clip (a video, an animated image) mirrored at ``a/clip`` gets a folder instead: ``OUT/a/clip/``
 holding ``000001.png``, ``000001_mask.png``, ... (``mirror``), or ``OUT/maps/a/clip/000001.png``,
 ``OUT/masks/a/clip/000001.png``, ... (``by-kind``). Frames are numbered by their place in the
-source, from 1, with six digits (more only past 999,999 frames).
+source, from 1, with six digits (more only past 999,999 frames). On request a clip's results are
+also (or only) encoded as videos beside the folders (``clip_video_paths``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,20 @@ def frame_output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[Output
     """The output file of each kind for frame ``number`` of a clip mirrored at ``relative`` under ``out_dir``:
     ``OUT/a/clip/000001_mask.png`` (``mirror``), ``OUT/masks/a/clip/000001.png`` (``by-kind``)."""
     return output_paths(out_dir, relative / frame_name(number), kinds, layout)
+
+
+#: Container of each kind's encoded clip (``--encode video|both``): Matroska with lossless FFV1, except the
+#: cutout, VP9 with alpha in WebM (what browsers and editors play with transparency).
+VIDEO_SUFFIXES: dict[OutputKind, str] = {kind: ".webm" if kind == OutputKind.CUTOUT else ".mkv" for kind in OutputKind}
+
+
+def clip_video_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
+                     layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
+    """The encoded video of each kind for a clip mirrored at ``relative``, beside its frame folders:
+    ``OUT/a/clip.mkv``, ``OUT/a/clip_mask.mkv``, ``OUT/a/clip_cutout.webm`` (``mirror``),
+    ``OUT/maps/a/clip.mkv``, ... (``by-kind``)."""
+    return {kind: path.with_suffix(VIDEO_SUFFIXES[kind])
+            for kind, path in output_paths(out_dir, relative, kinds, layout).items()}
 
 
 def clip_folders(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],

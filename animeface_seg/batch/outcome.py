@@ -2,7 +2,9 @@
 
 Every engine (the local pipeline, the watch mode, the Ray actors) ends each job as exactly one
 ``Outcome``; front-ends only report them. An ``error`` outcome lists no outputs: nothing of its
-set was left on disk. A ``skipped`` one lists its outputs only when they exist already.
+set was left on disk (a clip's frames written before the failure stay, and ``frames`` counts them).
+A ``skipped`` one lists its outputs only when they exist already. A clip's outputs are its frame
+folders, one per kind (the same folder for every kind in the ``mirror`` layout).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Outcome:
 
     job: Job
     status: Status
-    outputs: dict[OutputKind, Path] = field(default_factory=dict)
+    outputs: dict[OutputKind | str, Path] = field(default_factory=dict)
+    """Each kind's file; a clip's frame folder per kind, and its encoded videos under ``<kind>_video``."""
     error: str | None = None
     error_setting: str | None = None
     """The engine setting that governs the error, if any (a front-end names its own flag for it)."""
@@ -39,6 +42,12 @@ class Outcome:
     processed_size: tuple[int, int] | None = None
     class_fractions: tuple[float, ...] | None = None
     mask_coverage: float | None = None
+    frames: int | None = None
+    """A clip's frames whose outputs are in place (written by this run or, resumed, before); None for stills."""
+    fps: float | None = None
+    """A video's average frame rate (None for stills and animations)."""
+    duration: float | None = None
+    """A video's length in seconds (None for stills and animations)."""
 
 
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
@@ -95,4 +104,7 @@ def record(outcome: Outcome, hint: Callable[[str | None, str | None], str | None
         "processed_size": _size(outcome.processed_size),
         "class_fractions": None if fractions is None else dict(zip(CLASS_NAMES, fractions)),
         "mask_coverage": outcome.mask_coverage,
+        "frames": outcome.frames,
+        "fps": outcome.fps,
+        "duration": outcome.duration,
     }

@@ -1,7 +1,8 @@
 """The streaming batch run: decode, segment and write overlap, with bounded memory.
 
 A feeder thread pulls jobs from the source (a finite list or an endless live source) and
-hands them to decoding threads; the calling thread groups decoded images into device batches
+hands them to decoding threads (a clip's frames come from one thread, one at a time, as the
+slots for decoded images allow); the calling thread groups decoded images into device batches
 (``ShapeBatcher``: full, idle time-out, end of input), runs the networks, and hands results to
 writing threads. Every stage reports to one event queue, so finished writes are reported as
 soon as they land and a partial batch never waits for inputs that may never come. Every
@@ -15,9 +16,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
+from animeface_seg.batch.clips import ClipTally, selected_frames
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.outcome import Outcome
 from animeface_seg.batch.settings import RunSettings
@@ -27,16 +31,34 @@ from animeface_seg.engine.segmentor import Segmentation, Segmentor
 
 #: Longest single wait of the calling thread, so Ctrl-C is seen promptly on every platform.
 _POLL = 0.25
+#: The end of a clip's frames.
+_END = object()
+
+
+class FrameProgress(Protocol):
+    """What a front-end may learn of clips while they run (called from the thread consuming the outcomes)."""
+
+    def clip_opened(self, job: Job, frames: int | None) -> None:
+        """A clip was opened; ``frames`` it will give, when its header says."""
+
+    def frame_done(self, job: Job, written: bool) -> None:
+        """One frame of a clip is written, or (not ``written``) found complete with ``--skip-existing``."""
 
 
 class _Run:
     """The state of one ``process`` call; its threads talk to the caller only through ``events``."""
 
-    def __init__(self, jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings) -> None:
+    def __init__(self, jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings,
+                 progress: FrameProgress | None) -> None:
         self.stages = Stages(segmentor, settings)
+        self.progress = progress
         workers, batch = settings.workers, settings.batch_size
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        # Images decoding or waiting for a batch: more than the batcher may hold, so groups can fill.
+        # Jobs handed to the decoding threads and not yet decoded to their end (a clip holds its place
+        # until its last frame): one per thread, so no job waits in a queue holding nothing but a place.
+        self.job_slots = threading.Semaphore(workers)
+        # Images (stills, frames) decoding or waiting for a batch: more than the batcher may hold, so
+        # groups can fill; taken by the decoding threads, given back when the batch runs.
         self.decode_slots = threading.Semaphore(max(2 * workers, 2 * batch) + 1)
         self.write_slots = threading.Semaphore(2 * workers + batch)
         self.stop = threading.Event()
@@ -45,6 +67,18 @@ class _Run:
         self.batcher: ShapeBatcher[Decoded] = ShapeBatcher(
             batch, key=lambda item: item.shape, timeout=settings.flush_after, limit=self.stages.batch_limit)
         self.feeder = threading.Thread(target=self._feed, args=(jobs,), name="feed", daemon=True)
+        self.clips: weakref.WeakSet[ClipTally] = weakref.WeakSet()
+        """Clips opened and not yet forgotten: those a stop leaves unfinished drop their videos."""
+
+    def _acquire(self, slots: threading.Semaphore) -> bool:
+        """Take a slot, waiting as long as needed; False once the run is stopping."""
+        while not slots.acquire(timeout=_POLL):
+            if self.stop.is_set():
+                return False
+        if self.stop.is_set():
+            slots.release()
+            return False
+        return True
 
     # -- feeder thread --------------------------------------------------------------------------
     def _feed(self, jobs: Iterable[Job]) -> None:
@@ -56,13 +90,10 @@ class _Run:
                 if isinstance(work, Outcome):
                     self.events.put(("early", work))
                 else:
-                    while not self.decode_slots.acquire(timeout=_POLL):
-                        if self.stop.is_set():
-                            return
-                    if self.stop.is_set():
+                    if not self._acquire(self.job_slots):
                         return
-                    future = self.decoders.submit(self.stages.decode, work)
-                    future.add_done_callback(lambda f, work=work: self.events.put(("decoded", work, f)))
+                    future = self.decoders.submit(self._decode_clip if job.clip else self._decode, work)
+                    future.add_done_callback(self._decoded)
                 if self.stop.is_set():
                     return
         except BaseException as exc:  # a failing source is the caller's error, raised there
@@ -70,30 +101,76 @@ class _Run:
         else:
             self.events.put(("fed", count))
 
+    # -- decoding threads -----------------------------------------------------------------------
+    def _decoded(self, future: Future) -> None:
+        self.job_slots.release()
+        if not future.cancelled() and future.exception() is not None:  # never lose an input
+            self.events.put(("source_error", future.exception()))
+
+    def _decode(self, work: Work) -> None:
+        """A still: decoded within a slot, or its error outcome."""
+        if not self._acquire(self.decode_slots):
+            return
+        try:
+            self.events.put(("decoded", work, self.stages.decode(work)))
+        except Exception as exc:  # noqa: BLE001 - any failure of one file is that file's error
+            self.decode_slots.release()
+            self.events.put(("ended", self.stages.failed(work, exc, "read")))
+
+    def _decode_clip(self, work: Work) -> None:
+        """A clip: each frame decoded within a slot and sent on as it comes, so memory stays flat however
+        long the clip; then the end of its decoding (with its outcome when nothing of it is in flight)."""
+        try:
+            clip, tally = self.stages.open_clip(work)
+        except Exception as exc:  # noqa: BLE001
+            self.events.put(("ended", self.stages.failed(work, exc, "read")))
+            return
+        self.clips.add(tally)
+        self.events.put(("opened", work.job, selected_frames(tally.info, self.stages.settings.frame_step)))
+        failure = None
+        with clip:
+            items = self.stages.clip_items(clip, tally)
+            while not tally.cancelled:
+                if not self._acquire(self.decode_slots):
+                    return  # stopping: the clip is left unfinished, its complete frames stay
+                try:
+                    item = next(items, _END)
+                except Exception as exc:  # noqa: BLE001 - a frame that cannot be decoded ends its clip
+                    item, failure = _END, exc
+                if not isinstance(item, Decoded):
+                    self.decode_slots.release()
+                if item is _END:
+                    break
+                self.events.put(("frame", work.job, False) if item is None else ("decoded", work, item))
+        self.events.put(("ended", tally.ended(failure)))
+
     # -- calling thread -------------------------------------------------------------------------
     def _run_batch(self, items: list[Decoded]) -> Iterator[Outcome]:
         for _ in items:
             self.decode_slots.release()
         for done in self.stages.segment(items):
-            if isinstance(done, Outcome):
-                yield done
+            if done is None or isinstance(done, Outcome):
+                if done is not None:
+                    yield done
                 continue
             self.write_slots.acquire()
             future = self.writers.submit(self._write, *done)
-            future.add_done_callback(self._written)
+            future.add_done_callback(lambda f, item=done[0]: self._written(f, item))
 
-    def _write(self, item: Decoded, result: Segmentation) -> Outcome:
+    def _write(self, item: Decoded, result: Segmentation) -> Outcome | None:
         try:
             return self.stages.write(item, result)
         finally:
             self.write_slots.release()
 
-    def _written(self, future: Future[Outcome]) -> None:
+    def _written(self, future: Future[Outcome | None], item: Decoded) -> None:
         try:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - never lose an input: it fails, the run goes on
-            outcome = None
             self.events.put(("write_error", exc))
+            return
+        if item.clip is not None:
+            self.events.put(("frame", item.work.job, True))
         if outcome is not None:
             self.events.put(("written", outcome))
 
@@ -112,20 +189,19 @@ class _Run:
                 batches: list[list[Decoded]] = []
                 if event is not None:
                     kind = event[0]
-                    if kind in ("early", "written"):
-                        arrived += kind == "early"
-                        finished += 1
-                        yield event[1]
-                    elif kind == "decoded":
-                        _, work, future = event
-                        arrived += 1
-                        exc = future.exception()
-                        if exc is not None:
-                            self.decode_slots.release()
+                    if kind in ("early", "written", "ended"):
+                        arrived += kind != "written"
+                        if event[1] is not None:
                             finished += 1
-                            yield self.stages.failed(work, exc, "read")
-                        else:
-                            batches += self.batcher.add(future.result())
+                            yield event[1]
+                    elif kind == "decoded":
+                        _, work, item = event
+                        arrived += item.clip is None
+                        batches += self.batcher.add(item)
+                    elif kind == "opened" and self.progress is not None:
+                        self.progress.clip_opened(event[1], None if event[2] is None else len(event[2]))
+                    elif kind == "frame" and self.progress is not None:
+                        self.progress.frame_done(event[1], event[2])
                     elif kind == "fed":
                         total = event[1]
                     elif kind in ("source_error", "write_error"):
@@ -146,21 +222,25 @@ class _Run:
                     event = self.events.get_nowait()
                 except queue.Empty:
                     break
-                if event[0] in ("early", "written"):
+                if event[0] in ("early", "written", "ended") and event[1] is not None:
                     yield event[1]
             raise
         finally:
             self.stop.set()
             self.decoders.shutdown(wait=False, cancel_futures=True)
             self.writers.shutdown(wait=True)
+            for tally in list(self.clips):
+                tally.abandon()
 
 
-def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings) -> Iterator[Outcome]:
-    """Run every job and yield one ``Outcome`` per job as it finishes.
+def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings,
+            progress: FrameProgress | None = None) -> Iterator[Outcome]:
+    """Run every job and yield one ``Outcome`` per job as it finishes (a clip's once its last frame is written).
 
     ``jobs`` may be endless (a live source): a partial batch runs once it has waited
     ``settings.flush_after`` seconds. Ctrl-C in the calling thread stops taking new inputs: the
     batch in flight is discarded, outputs already being written are finished and reported, then
-    ``KeyboardInterrupt`` is re-raised. Nothing partial is left on disk.
+    ``KeyboardInterrupt`` is re-raised. Nothing partial is left on disk: a clip cut short keeps the
+    frames whose files were all written, and gets no outcome. ``progress`` hears of clips' frames.
     """
-    return _Run(jobs, segmentor, settings).outcomes()
+    return _Run(jobs, segmentor, settings, progress).outcomes()

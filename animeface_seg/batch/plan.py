@@ -25,7 +25,7 @@ from typing import TextIO
 
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths
 from animeface_seg.engine.frames import is_multi_frame
 
 #: How many conflicts a message lists before summarising the rest.
@@ -114,6 +114,8 @@ class Plan:
     kinds: tuple[OutputKind, ...]
     layout: Layout = Layout.MIRROR
     names: NameRule = NameRule()
+    videos: bool = False
+    """Whether clips are also encoded as videos (their files are planned too)."""
 
 
 class PlanError(InputError):
@@ -131,17 +133,19 @@ class PlanError(InputError):
 
 def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind], *,
               layout: Layout = Layout.MIRROR, recursive: bool = True, stdin: TextIO | None = None,
-              null: bool = False, root: Path | None = None, allow_empty: bool = False, clips: bool = True) -> Plan:
+              null: bool = False, root: Path | None = None, allow_empty: bool = False, clips: bool = True,
+              videos: bool = False) -> Plan:
     """Discover the inputs and check every output path against the rule; raise ``PlanError`` on conflicts.
 
     ``allow_empty`` accepts folders with no image yet (a watched drop folder). With ``clips``, inputs
     holding many frames become clips (``mark_clips``); without, every input is a still (its first frame).
+    ``videos``: clips are also encoded as videos, whose files are checked too.
     """
     jobs = discover(inputs, out_dir, recursive=recursive, stdin=stdin, null=null, root=root,
                     allow_empty=allow_empty)
     if clips:
         jobs = mark_clips(jobs)
-    plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir))
+    plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir), videos)
     conflicts = check(plan)
     if conflicts:
         raise PlanError(conflicts)
@@ -178,7 +182,7 @@ def check(plan: Plan) -> list[tuple[str, str]]:
     conflicts += planned.conflicts
     inputs = {job.identity for job in plan.jobs if job.identity is not None}
     for path, (job, kind) in planned.clear.items():
-        conflicts += _on_disk(path, job, kind, inputs)
+        conflicts += _on_disk(path, job, kind, inputs, planned.is_folder(path, job))
     return conflicts
 
 
@@ -191,8 +195,11 @@ class OutputClaims:
     """
 
     def __init__(self, out_dir: Path, kinds: Sequence[OutputKind], layout: Layout = Layout.MIRROR,
-                 names: NameRule = NameRule()) -> None:
+                 names: NameRule = NameRule(), videos: bool = False) -> None:
         self.out_dir = out_dir
+        self.videos = videos
+        """Whether clips are also encoded as videos (``--encode``): their video files are claimed too."""
+        self.video_files: set[Path] = set()
         self.kinds = tuple(kinds)
         self.layout = Layout(layout)
         self.names = names
@@ -210,14 +217,24 @@ class OutputClaims:
             folders = job.frame_folders(self.out_dir, self.kinds, self.layout)
             for path, kind in {path: kind for kind, path in reversed(folders.items())}.items():
                 self._claim_frames(path, job, kind)
+            for kind, path in self._videos(job).items():
+                self.video_files.add(path)
+                self._claim(path, job, kind)
         else:
             for kind, path in job.outputs(self.out_dir, self.kinds, self.layout).items():
                 self._claim(path, job, kind)
         return self.conflicts[before:]
 
+    def _videos(self, job: Job) -> dict[OutputKind, Path]:
+        return clip_video_paths(self.out_dir, job.relative, self.kinds, self.layout) if self.videos else {}
+
+    def is_folder(self, path: Path, job: Job) -> bool:
+        """Whether a claimed ``path`` of ``job`` is a folder (a clip's frames) rather than a file."""
+        return job.clip and path not in self.video_files
+
     def _paths(self, job: Job) -> list[Path]:
         if job.clip:
-            return list(job.frame_folders(self.out_dir, self.kinds, self.layout).values())
+            return [*job.frame_folders(self.out_dir, self.kinds, self.layout).values(), *self._videos(job).values()]
         return list(job.outputs(self.out_dir, self.kinds, self.layout).values())
 
     def claimants(self, job: Job) -> set[Job]:
@@ -236,8 +253,9 @@ class OutputClaims:
         """Conflicts of the outputs of ``job`` with what is on disk now (a folder there, a file above)."""
         inputs = {job.identity} if job.identity is not None else set()
         kinds = job.frame_folders if job.clip else job.outputs
-        return [conflict for kind, path in kinds(self.out_dir, self.kinds, self.layout).items()
-                for conflict in _on_disk(path, job, kind, inputs)]
+        paths = [*kinds(self.out_dir, self.kinds, self.layout).items(), *(self._videos(job).items() if job.clip else ())]
+        return [conflict for kind, path in paths
+                for conflict in _on_disk(path, job, kind, inputs, self.is_folder(path, job))]
 
     def release(self, job: Job) -> None:
         """Give up every claim of ``job`` (an input that is gone), so another file may take its names."""
@@ -330,7 +348,7 @@ class OutputClaims:
 
 
 def _planned_outputs(plan: Plan) -> OutputClaims:
-    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names)
+    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names, plan.videos)
     for job in plan.jobs:
         if job.runnable:
             outputs.claim(job)
@@ -347,9 +365,9 @@ def _what(claim: tuple[Path, Job, OutputKind]) -> str:
     return f"the {claim[2]} of {shown(claim[1].source)}"
 
 
-def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set) -> list[tuple[str, str]]:
-    """Conflicts of one output (a clip's frame folder) with what is already on disk: a folder (a file)
-    there, a file above, an input."""
+def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set, folder: bool = False) -> list[tuple[str, str]]:
+    """Conflicts of one output (with ``folder``, a clip's frame folder) with what is already on disk: a folder
+    (a file) there, a file above, an input."""
     mine = _what((path, job, kind))
     try:
         st = path.stat()
@@ -358,7 +376,7 @@ def _on_disk(path: Path, job: Job, kind: OutputKind, inputs: set) -> list[tuple[
         return [(f"{shown(blocker)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     except OSError:  # not there yet (the usual case), or unreadable: the writer reports that one
         return []
-    if job.clip:
+    if folder:
         return [] if stat.S_ISDIR(st.st_mode) else [
             (f"{shown(path)} is a file, but a folder must go there for {mine}", _HINT_FOLDER)]
     if stat.S_ISDIR(st.st_mode):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-from animeface_seg.batch.naming import CLASS_KINDS, Layout, OutputKind
+from animeface_seg.batch.naming import CLASS_KINDS, Layout, OutputKind, clip_video_paths, frame_output_paths
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 from animeface_seg.engine.memory import Budget
 from animeface_seg.engine.palette import class_index
@@ -61,13 +61,19 @@ class RunSettings:
     memory_budget: Budget | None = None
     """Most memory one image (or one network batch) may take; larger images are refused before decoding
     (``engine/memory.py``). ``None``: the machine's default, measured where the work runs (``stages.py``)."""
+    frame_step: int = 1
+    """Take every ``frame_step``-th frame of a clip (frames keep their numbers in the source). Not part of an
+    output's settings record: it decides which frames are written, never their pixels."""
+    encode: str = "frames"
+    """What a clip gives: ``frames`` (a folder of PNGs per kind), ``video`` (one encoded video per kind,
+    ``batch/encode.py``) or ``both``."""
 
     @classmethod
     def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
                overlay: bool = False, class_masks: Iterable[str] = (), batch_size: int | None = None,
                workers: int | None = None, skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR,
-               memory_budget: int | None = None) -> RunSettings:
+               memory_budget: int | None = None, frame_step: int = 1, encode: str = "frames") -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
 
         ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the default of the machine
@@ -86,8 +92,30 @@ class RunSettings:
             flush_after=flush_after,
             layout=Layout(layout),
             memory_budget=None if memory_budget is None else fixed_budget(memory_budget),
+            frame_step=max(1, frame_step),
+            encode=encode,
         )
 
-    def outputs(self, job: Job) -> dict[OutputKind, Path]:
-        """Where ``job``'s outputs go with these settings (kinds, OUT, layout): what every stage uses."""
-        return job.outputs(self.out_dir, self.kinds, self.layout)
+    def outputs(self, job: Job) -> dict[OutputKind | str, Path]:
+        """Where ``job``'s outputs go with these settings (kinds, OUT, layout): what every stage uses.
+        A clip's are its frame folders (``frame_outputs`` names each frame's files) and, when encoded,
+        its videos under ``<kind>_video`` (``map_video``, ``mask_video``, ...)."""
+        if not job.clip:
+            return job.outputs(self.out_dir, self.kinds, self.layout)
+        outputs: dict[OutputKind | str, Path] = {}
+        if self.encode != "video":
+            outputs.update(job.frame_folders(self.out_dir, self.kinds, self.layout))
+        outputs.update({f"{kind}_video": path for kind, path in self.videos(job).items()})
+        return outputs
+
+    def frame_outputs(self, job: Job, number: int) -> dict[OutputKind, Path]:
+        """The files of frame ``number`` of the clip ``job`` (none when only videos are written)."""
+        if self.encode == "video":
+            return {}
+        return frame_output_paths(self.out_dir, job.relative, self.kinds, self.layout, number)
+
+    def videos(self, job: Job) -> dict[OutputKind, Path]:
+        """The encoded video of each kind for the clip ``job`` (none unless ``encode`` asks for them)."""
+        if self.encode == "frames":
+            return {}
+        return clip_video_paths(self.out_dir, job.relative, self.kinds, self.layout)

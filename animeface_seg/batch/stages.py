@@ -2,11 +2,15 @@
 
 ``begin`` settles a job without decoding it (failed or skipped by discovery, or already done
 with ``--skip-existing``) or turns it into ``Work``; ``decode`` reads it within the memory
-budget and prepares the network input; ``segment`` runs a batch of one padded shape; ``write``
-renders every output kind and writes the set all or nothing. Every failure of one input, of
-any kind, becomes that input's ``error`` outcome, never an exception that stops the others.
-The local pipeline and the watch mode call these from their threads (``pipeline.py``), the Ray
-actors in line (``integrations/ray/actor.py``). Outputs are always ``RunSettings.outputs(job)``,
+budget and prepares the network input; ``batch_limit`` caps a batch of one padded shape;
+``segment`` runs such a batch; ``write`` renders every output kind and writes the set all or
+nothing. A clip (``Job.clip``: a video, an animated image) is opened with ``open_clip`` and its
+frames come one at a time from ``clip_items``, each an item of the same batches, networks and
+writes with its own files; the clip's ``ClipTally`` (``clips.py``) gives its one outcome. Every
+failure of one input, of any kind, becomes that input's ``error`` outcome, never an exception
+that stops the others. The local pipeline and the watch mode call these from their threads
+(``pipeline.py``), the Ray actors in line (``integrations/ray/actor.py``; they take no clips).
+Outputs are always ``RunSettings.outputs(job)`` (a clip's frames ``RunSettings.frame_outputs``),
 and the default memory budget is measured where the stages run.
 """
 
@@ -14,13 +18,15 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 
 import numpy as np
 
+from animeface_seg.batch.clips import ClipTally, frame_sets
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.encode import ClipEncoder, video_stale_reason
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
@@ -30,6 +36,7 @@ from animeface_seg.batch.writers import write_outputs
 from animeface_seg.engine import memory
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
+from animeface_seg.engine.frames import Clip, is_video_name, open_frames
 from animeface_seg.engine.segmentor import Prepared, Segmentation, Segmentor
 
 
@@ -49,6 +56,12 @@ class Decoded:
     work: Work
     prepared: Prepared
     source: np.ndarray | None
+    clip: ClipTally | None = None
+    """The clip this is a frame of, or None for a still; then ``frame`` is its number in the source, ``index``
+    its place among the frames segmented (the order of encoded videos), ``time`` its time in seconds."""
+    frame: int | None = None
+    index: int = 0
+    time: float | None = None
 
     @property
     def shape(self) -> Hashable:
@@ -72,6 +85,7 @@ class Stages:
             memory.estimate, device_type=device.type, remove_background=segmentor.remove_background,
             output_size=segmentor.output_size, kinds=settings.kinds)
         self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
+        self.before_frame = functools.partial(memory.check, budget=self.budget, estimate=self._estimate)
 
     def begin(self, job: Job) -> Outcome | Work:
         """The job's outcome when it needs no decoding (failed, skipped, already done), else its ``Work``."""
@@ -82,22 +96,78 @@ class Stages:
         if not self.settings.skip_existing:
             return Work(job, outputs)
         try:
-            reason = stale_reason(outputs, self.signature, self.store)
+            if job.clip:
+                return self._finished_clip(job, outputs) or Work(job, outputs)
+            reason = self._stale(outputs)
             if reason is None:
                 return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
-            if not any(self.store.is_file(path) for path in outputs.values()):
-                reason = None  # nothing made yet: no news for the record
         except Exception as exc:  # noqa: BLE001 - an unreadable output fails this input alone
             return failed_outcome(job, exc, "read")
-        return Work(job, outputs, reason)
+        return Work(job, outputs, reason or None)
+
+    def _stale(self, outputs: dict[OutputKind, PurePath]) -> str | None:
+        """Why ``outputs`` must be made again (``""`` when none of them is there yet), or None when done."""
+        reason = stale_reason(outputs, self.signature, self.store)
+        if reason is not None and not any(self.store.is_file(path) for path in outputs.values()):
+            return ""  # nothing made yet: no news for the record
+        return reason
+
+    def _finished_clip(self, job: Job, outputs: dict[OutputKind | str, PurePath]) -> Outcome | None:
+        """The ``skipped`` outcome of a clip whose outputs are all complete with the run's settings: every frame
+        its header counts, and its videos (``--encode``); None when it must be opened (something missing, or
+        frames to check in a header that does not count them, as Matroska's: the decoding thread checks then)."""
+        videos = self.settings.videos(job)
+        if videos and video_stale_reason(videos, self.signature) is not None:
+            return None
+        frames = frame_sets(job, self.settings)
+        if self.settings.encode != "video" and (
+                frames is None or any(stale_reason(files, self.signature, self.store) for files in frames)):
+            return None
+        with open_frames(job.source, max_pixels=None) as clip:
+            info = clip.info
+        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=None if frames is None else len(frames),
+                       fps=info.fps, duration=info.duration)
 
     def decode(self, work: Work, content: bytes | None = None) -> Decoded:
         """Read the job's file (or ``content``, its bytes read elsewhere) within the memory budget; raises."""
         if content is not None and not content:
             raise ImageDecodeError("file is empty (0 bytes)")
         source = work.job.source if content is None else io.BytesIO(content)
-        image = load_rgb(source, max_pixels=self.settings.max_pixels, before_load=self.before_load)
+        if is_video_name(work.job.source):  # a video taken as one picture (--first-frame): its first frame
+            with open_frames(source, max_pixels=self.settings.max_pixels, before_load=self.before_frame) as clip:
+                frame = next(iter(clip), None)
+            if frame is None:
+                raise ImageDecodeError("the video holds no frame")
+            image = frame.image
+        else:
+            image = load_rgb(source, max_pixels=self.settings.max_pixels, before_load=self.before_load)
         return Decoded(work, self.segmentor.prepare(image), image if self.keep_source else None)
+
+    def open_clip(self, work: Work) -> tuple[Clip, ClipTally]:
+        """Open a clip's file (its header only) for ``clip_items``, with the tally of its frames; raises."""
+        clip = open_frames(work.job.source, max_pixels=self.settings.max_pixels, before_load=self.before_frame,
+                           step=self.settings.frame_step)
+        videos = self.settings.videos(work.job)
+        encoder = ClipEncoder(videos, clip.info.fps, self.signature) if videos else None
+        return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder)
+
+    def clip_items(self, clip: Clip, tally: ClipTally) -> Iterator[Decoded | None]:
+        """Decode the clip's frames one at a time, each ready for the networks with its own files; ``None``
+        for a frame whose files are complete already (``--skip-existing``: decoded through, never segmented).
+        Raises ``ClipDecodeError`` where a frame cannot be decoded."""
+        for frame in clip:
+            outputs = self.settings.frame_outputs(tally.job, frame.number)
+            if self.settings.skip_existing and tally.encoder is None:  # a video needs every frame segmented
+                reason = self._stale(outputs)
+                if reason is None:
+                    tally.kept()
+                    yield None
+                    continue
+                if reason:
+                    tally.stale(reason)
+            prepared = self.segmentor.prepare(frame.image)
+            yield Decoded(Work(tally.job, outputs, tally.reason), prepared, frame.image if self.keep_source else None,
+                          tally, frame.number, tally.sent(), frame.time)
 
     def batch_limit(self, shape: Hashable) -> int:
         """Most images of this padded shape one network batch may hold within the budget (at least 1)."""
@@ -105,24 +175,38 @@ class Stages:
         capacity = memory.batch_capacity(shape, self.budget, device, self.segmentor.remove_background)
         return min(self.settings.batch_size, capacity)
 
-    def segment(self, items: list[Decoded]) -> list[tuple[Decoded, Segmentation] | Outcome]:
-        """Run one batch; every input of a batch that fails gets its error outcome."""
+    def segment(self, items: list[Decoded]) -> list[tuple[Decoded, Segmentation] | Outcome | None]:
+        """Run one batch; every input of a batch that fails gets its error outcome (a frame: its clip's,
+        once the clip has nothing else in flight, else None)."""
         try:
             results = self.segmentor.run([item.prepared for item in items])
         except Exception as exc:  # noqa: BLE001 - the batch fails alone, the run goes on
-            return [self.failed(item.work, exc, "segment") for item in items]
+            return [self.failed_item(item, exc, "segment") for item in items]
         return list(zip(items, results))
 
-    def write(self, item: Decoded, result: Segmentation) -> Outcome:
-        """Render and write every output of one input, all or nothing; its outcome."""
+    def write(self, item: Decoded, result: Segmentation) -> Outcome | None:
+        """Render and write every output of one input (or frame), all or nothing; its outcome (a frame:
+        its clip's outcome when it was the clip's last, else None)."""
         work = item.work
         try:
             write_outputs(result, work.outputs, item.source, self.png_info, self.store)
+            if item.clip is not None and item.clip.encoder is not None:
+                item.clip.encoder.add(item.index, result, item.source, item.time)
         except Exception as exc:  # noqa: BLE001 - nothing of the set is left; this input fails alone
-            return self.failed(work, exc, "write")
+            return self.failed_item(item, exc, "write")
+        if item.clip is not None:
+            return item.clip.written(result)
         return Outcome(work.job, "ok", dict(work.outputs), original_size=result.original_size,
                        processed_size=result.processed_size, class_fractions=result.class_fractions,
                        mask_coverage=result.mask_coverage, reason=work.reason)
+
+    def failed_item(self, item: Decoded, exc: BaseException, stage: str) -> Outcome | None:
+        """``failed`` for an item in a batch: a frame fails its clip (whose outcome waits for its other frames)."""
+        outcome = self.failed(item.work, exc, stage)
+        if item.clip is None:
+            return outcome
+        outcome.error = f"frame {item.frame}: {outcome.error}"
+        return item.clip.failed(outcome)
 
     def failed(self, work: Work, exc: BaseException, stage: str) -> Outcome:
         """The error outcome of ``work`` whose ``stage`` (``read``, ``segment``, ``write``) raised ``exc``."""

@@ -49,7 +49,7 @@ def temp_path(path: Path) -> Path:
 
 
 @contextmanager
-def _locked_temp(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
+def locked_temp(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
     """A new temporary file for ``path``, locked for as long as the block runs; removed if still there."""
     make_folders(path.parent)
     tmp = temp_path(path)
@@ -77,7 +77,7 @@ def write_set(files: Mapping[Path, Writer]) -> None:
         with ExitStack() as stack:
             staged = []
             for path, write in files.items():
-                tmp, stream = stack.enter_context(_locked_temp(path))
+                tmp, stream = stack.enter_context(locked_temp(path))
                 write(stream)
                 stream.flush()
                 staged.append((tmp, path))

@@ -33,7 +33,9 @@ HELP = """Segment anime characters in images: a colour-coded face-part map and a
 
 For every input image, writes OUT/<name>.png (the map: background yellow, hair blue, eye red,
 mouth white, face green, skin cyan, clothes magenta) and OUT/<name>_mask.png (the character
-mask), removing the background first unless --keep-background is given. Folders are searched
+mask), removing the background first unless --keep-background is given. Videos (.mp4 .mov
+.mkv .webm .avi) and animated GIF/PNG/WebP (and multi-page TIFF) give a folder of frames,
+OUT/<name>/000001.png, OUT/<name>/000001_mask.png, ... (--first-frame: one picture). Folders are searched
 recursively and mirrored under OUT. INPUT may be files, folders, or - to read paths from
 standard input, one per line (NUL-separated with -0). Every output path is planned and checked
 before the networks load: outputs that would meet, or inputs inside OUT, stop the run (exit 2).
@@ -48,6 +50,7 @@ Examples:
   find data/ -type f -newer stamp -print0 | animeface-seg - -0 --root data/ -o out/
   animeface-seg data/ -o train/ --layout by-kind   # train/maps/..., train/masks/...
   animeface-seg data/ -o out/ --class-masks hair,eye  # also out/<name>_hair.png, out/<name>_eye.png
+  animeface-seg clip.mp4 -o out/ --frame-step 5  # out/clip/000001.png, out/clip/000006.png, ...
   animeface-seg --fetch-weights            # download the two weight files ahead of time
   animeface-seg inbox/ -o out/ --watch     # then keep processing images dropped into inbox/
   animeface-seg photos/ -o out/ --overlay --review   # then open out/index.html to check them all
@@ -62,6 +65,12 @@ Ctrl-C or SIGTERM ends with 0 or 1.
 class Engine(str, Enum):
     local = "local"
     ray = "ray"
+
+
+class Encode(str, Enum):
+    frames = "frames"
+    video = "video"
+    both = "both"
 
 
 class Size(str, Enum):
@@ -131,7 +140,8 @@ def command(
         f"(by-kind: OUT/<class>/...), 255 where the map has that class: comma-separated from "
         f"{', '.join(CLASS_NAMES)}, or all. E.g. --class-masks hair,eye", show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing", help="Resume: skip inputs whose outputs all exist already.")] = False,
+        "--skip-existing", help="Resume: skip inputs whose outputs all exist already "
+        "(a clip cut short is finished from its missing frames).")] = False,
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Search folders recursively.")] = True,
     device: Annotated[str, typer.Option(
@@ -193,6 +203,16 @@ def command(
     s3_endpoint: Annotated[Optional[str], typer.Option(
         "--s3-endpoint", metavar="URL", help="S3-compatible endpoint for s3:// URIs [default: "
         "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS].", show_default=False)] = None,
+    frame_step: Annotated[int, typer.Option(
+        "--frame-step", min=1, metavar="N", help="Videos and animated images: take every Nth frame (1, 1+N, ...); "
+        "each keeps its number in the source.")] = 1,
+    first_frame: Annotated[bool, typer.Option(
+        "--first-frame", help="One picture per file: only the first frame of a video or animated image, "
+        "written like a still (OUT/<name>.png) instead of a folder of frames.")] = False,
+    encode: Annotated[Encode, typer.Option(
+        "--encode", help="What a video or animated image gives: frames (a folder of PNGs), video (OUT/<name>.mkv: "
+        "the map in lossless FFV1, <name>_mask.mkv, <name>_cutout.webm with alpha, at the source's frame "
+        "times), or both.", case_sensitive=False)] = "frames",
     memory_budget: Annotated[Optional[str], typer.Option(
         "--memory-budget", metavar="SIZE", help="Refuse, before decoding, any image estimated to need more "
         "memory than this (e.g. 4G, 512M; 0 = no limit) [default: half the available RAM; on CUDA also "
@@ -238,6 +258,10 @@ def command(
             raise _fail("--settle only applies with --watch")
         if watch and engine is Engine.ray:
             raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
+        if first_frame and Encode(encode) is not Encode.frames:
+            raise _fail("--encode makes videos of clips, --first-frame takes one picture per file: drop one")
+        if first_frame and frame_step != 1:
+            raise _fail("--frame-step picks frames of a clip, --first-frame takes one picture per file: drop one")
         if json_lines and (env.stdout or sys.stdout) is None:
             raise _fail("--json: standard output is closed, so the records have nowhere to go")
         if review:  # the review page needs a local OUT and never replaces a page of the user's
@@ -256,7 +280,8 @@ def command(
             precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
-            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint), review=review)
+            frame_step=frame_step, first_frame=first_frame, encode=Encode(encode).value, review=review,
+            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint))
         try:
             code = execute(request, env)
         except SetupFailed as exc:

@@ -102,7 +102,8 @@ class Reporter:
     """Collects outcomes, shows progress on a terminal, and prints the closing summary.
 
     With ``total=None`` (an endless source: watch mode) the terminal shows a status line with the
-    counts and the input being processed instead of a bar.
+    counts and the input being processed instead of a bar. The bar counts pictures: a still is one,
+    a clip its frames (as many as its header announces once it is opened, corrected as they come).
     """
 
     def __init__(self, total: int | None, *, json_lines: bool = False, quiet: bool = False,
@@ -123,6 +124,12 @@ class Reporter:
         self._task = None
         self._lock = threading.Lock()
         self._in_flight: list[Job] = []
+        self.frames = 0
+        """Frames of clips written (not those found complete with ``--skip-existing``)."""
+        self._clip_units: dict[Job, int] = {}
+        """Per clip in progress: what it counts for in the bar's total, and frames counted so far."""
+        self._clip_frames: Counter[Job] = Counter()
+        self._clips_ok = 0
 
     def info(self, message: str) -> None:
         """A line for people (device in use, notices); silent with ``--quiet``."""
@@ -151,9 +158,32 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
 
+    def _step(self, advance: int = 0, grow: int = 0) -> None:
+        """Move the bar (a bar with a total only) forward by ``advance``, its total by ``grow``."""
+        if self._progress is not None and self.total is not None:
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, advance=advance, total=task.total + grow)
+
+    def clip_opened(self, job: Job, frames: int | None) -> None:
+        """A clip was opened: it counts for ``frames`` pictures (when its header says) instead of one."""
+        units = frames or 1
+        self._clip_units[job] = units
+        self._step(grow=units - 1)
+
+    def frame_done(self, job: Job, written: bool) -> None:
+        """A frame of a clip is written, or (not ``written``) was complete already."""
+        self.frames += written
+        self._clip_frames[job] += 1
+        grow = 0
+        if self._clip_frames[job] > self._clip_units.get(job, 1):
+            self._clip_units[job] = self._clip_frames[job]
+            grow = 1
+        self._step(advance=1, grow=grow)
+
     def add(self, outcome: Outcome) -> None:
         """Record one finished input: error line, JSON record, progress step."""
         self.counts[outcome.status] += 1
+        self._clips_ok += outcome.status == "ok" and outcome.frames is not None
         if outcome.status == "error":
             message = with_hint(outcome.error, outcome.error_setting) or ""
             self.console.print(f"error: {shown(outcome.job.source)}: {shown(message)}", markup=False)
@@ -162,8 +192,11 @@ class Reporter:
                 if outcome.job in self._in_flight:
                     self._in_flight.remove(outcome.job)
                 self._progress.update(self._task, description=self._status())
-        elif self._progress is not None:
-            self._progress.advance(self._task)
+        elif outcome.job in self._clip_units:  # its frames moved the bar: the total now counts them exactly
+            units, counted = self._clip_units.pop(outcome.job), self._clip_frames.pop(outcome.job, 0)
+            self._step(advance=0 if counted else 1, grow=max(counted, 1) - units)
+        else:
+            self._step(advance=1)
         if self.on_record is not None:
             self.on_record(outcome_record(outcome))
         if self.json_lines:
@@ -192,12 +225,14 @@ class Reporter:
                 f" | {now}")
 
     def summary(self, interrupted: bool = False) -> str:
-        """One line: processed, skipped, failed, time and images per second."""
+        """One line: processed (and frames of clips), skipped, failed, time and images (or frames) per second."""
         elapsed = time.perf_counter() - self.started
         done = self.counts["ok"]
-        rate = done / elapsed if elapsed > 0 else 0.0
-        line = (f"processed {done}, skipped {self.counts['skipped']}, failed {self.counts['error']} "
-                f"in {elapsed:.1f} s ({rate:.2f} images/s)")
+        pictures = done - self._clips_ok + self.frames
+        rate = pictures / elapsed if elapsed > 0 else 0.0
+        frames = f" ({self.frames} frames of clips)" if self.frames else ""
+        line = (f"processed {done}{frames}, skipped {self.counts['skipped']}, failed {self.counts['error']} "
+                f"in {elapsed:.1f} s ({rate:.2f} {'pictures' if self.frames else 'images'}/s)")
         if self.total is None:
             return line + ("; stopped watching" if interrupted else "")
         if interrupted:

@@ -42,7 +42,12 @@ class RunRequest:
     settle: float | None = None
     memory_budget: int | None = None
     review: bool = False
-    """Write OUT/index.html at the end (issue 18, ``batch/review.py``)."""
+    """Write OUT/index.html at the end (``batch/review.py``)."""
+    frame_step: int = 1
+    first_frame: bool = False
+    """Take videos and animated images as one picture (their first frame) instead of clips."""
+    encode: str = "frames"
+    """What a clip gives: ``frames``, ``video`` or ``both`` (``RunSettings.encode``)."""
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -97,7 +97,8 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
                                   batch_size=request.batch_size,
                                   workers=request.workers, skip_existing=request.skip_existing,
                                   max_pixels=request.max_pixels, layout=request.layout,
-                                  memory_budget=request.memory_budget)
+                                  memory_budget=request.memory_budget, frame_step=request.frame_step,
+                                  encode=request.encode)
     reporter.info(f"device: {runner.description}; {len(jobs)} input(s) -> {shown(request.output)}")
     if stale:
         reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.output)} by a run that was killed")
@@ -105,7 +106,7 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         reporter.info(line)
     with reporter, kept(manifest, periodic=watch):  # the manifest is written however the run ends
         try:
-            stop = consume(runner.outcomes(runner.source(jobs, settings, reporter), settings), reporter)
+            stop = consume(runner.outcomes(runner.source(jobs, settings, reporter), settings, reporter), reporter)
         finally:
             runner.close()
     try:  # the review page, once the manifest is complete

@@ -17,6 +17,7 @@ from animeface_seg.batch.settings import RunSettings
 from animeface_seg.cli.request import RunRequest
 
 if TYPE_CHECKING:
+    from animeface_seg.batch.pipeline import FrameProgress
     from animeface_seg.cli.report import Reporter
     from animeface_seg.engine.segmentor import Segmentor
 
@@ -34,7 +35,8 @@ class Runner:
         """Every input found and every output checked (``PlanError`` on conflicts)."""
         r = self.request
         return make_plan(r.inputs, r.output, r.kinds, layout=r.layout, recursive=r.recursive, stdin=stdin,
-                         null=r.null, root=r.root, allow_empty=self.endless)
+                         null=r.null, root=r.root, allow_empty=self.endless, clips=not r.first_frame,
+                         videos=r.encode != "frames")
 
     def start(self) -> None:
         """Load the networks or join the cluster (slow; may raise ``EngineError``)."""
@@ -58,8 +60,9 @@ class Runner:
         """The jobs to run (a live source may add to the planned ones)."""
         return jobs
 
-    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
-        """One outcome per job, as each finishes."""
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings,
+                 progress: FrameProgress | None = None) -> Iterator[Outcome]:
+        """One outcome per job, as each finishes; ``progress`` hears of clips' frames where the engine says."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -98,10 +101,11 @@ class LocalRunner(Runner):
             return ["note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here"]
         return []
 
-    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings,
+                 progress: FrameProgress | None = None) -> Iterator[Outcome]:
         from animeface_seg.batch.pipeline import process
 
-        return process(jobs, self.segmentor, settings)
+        return process(jobs, self.segmentor, settings, progress)
 
 
 class WatchRunner(LocalRunner):
@@ -147,9 +151,12 @@ class RayRunner(Runner):
 
         r = self.request
         if not any(is_uri(str(name)) for name in [*r.inputs, r.output]):
-            return super().plan(stdin)
-        jobs = self.session.discover(r.inputs, r.output, recursive=r.recursive, stdin=stdin)
-        return plan_remote(jobs, r.output, r.kinds, layout=r.layout)
+            plan = super().plan(stdin)
+        else:
+            jobs = self.session.discover(r.inputs, r.output, recursive=r.recursive, stdin=stdin)
+            plan = plan_remote(jobs, r.output, r.kinds, layout=r.layout)
+        _refuse_clips(plan.jobs, r.first_frame)
+        return plan
 
     def start(self) -> None:
         from animeface_seg.cli.process_setup import reclaim_signal_handlers
@@ -165,8 +172,22 @@ class RayRunner(Runner):
     def description(self) -> str:
         return self.session.description
 
-    def outcomes(self, jobs: Iterable[Job], settings: RunSettings) -> Iterator[Outcome]:
+    def outcomes(self, jobs: Iterable[Job], settings: RunSettings,
+                 progress: FrameProgress | None = None) -> Iterator[Outcome]:
         return self.session.process(jobs, settings)
 
     def close(self) -> None:
         self.session.close()
+
+
+def _refuse_clips(jobs: list[Job], first_frame: bool) -> None:
+    """Raise ``InputError`` (exit 2, before Ray starts) when a clip is among the inputs: the Ray engine
+    takes pictures only (videos by their extension; local animated images by their headers)."""
+    from animeface_seg.batch.display import shown
+    from animeface_seg.engine.frames import is_video_name
+
+    clips = [job for job in jobs if job.runnable and (job.clip or (is_video_name(str(job.source)) and not first_frame))]
+    if clips:
+        more = f" (and {len(clips) - 1} more)" if len(clips) > 1 else ""
+        raise InputError(f"{shown(clips[0].source)}{more}: --engine ray takes no videos or animated images; "
+                         "run them with the local engine, or add --first-frame to take one picture per file")

@@ -256,7 +256,8 @@ class _AnimationClip(Clip):
         self._image.close()
 
 
-def _import_av():
+def import_av():
+    """PyAV, or an ``ImageDecodeError`` naming the extra that installs it."""
     try:
         import av
     except ImportError:
@@ -269,7 +270,7 @@ class _VideoClip(Clip):
 
     def __init__(self, source: str | Path | BinaryIO, check: _Check, step: int) -> None:
         super().__init__(step)
-        self._av = av = _import_av()
+        self._av = av = import_av()
         with decode_errors(source, what="video"):
             try:
                 self._container = av.open(str(source) if isinstance(source, Path) else source)

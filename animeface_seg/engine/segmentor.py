@@ -11,7 +11,7 @@ the device until the final uint8 results are copied back, and only when asked.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
@@ -282,6 +282,26 @@ class Segmentor:
         for batch in batcher.drain():
             run(batch)
         return [results[i] for i in range(len(results))]
+
+    def stream(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[Segmentation]:
+        """Segment images as they come (the frames of a clip, say), yielding results in order while holding
+        at most ``batch_size`` images: consecutive images of one padded shape share a batch. Unlike
+        ``__call__`` it never holds the whole input, so an endless or very long iterator is fine.
+        """
+        size = batch_size or default_batch_size(self.device)
+        pending: list[Prepared] = []
+        for item in images:
+            for image in as_rgb_images(item):
+                prepared = self.prepare(image)
+                if pending and prepared.padded_shape != pending[0].padded_shape:
+                    yield from self.run(pending)
+                    pending = []
+                pending.append(prepared)
+                if len(pending) >= size:
+                    yield from self.run(pending)
+                    pending = []
+        if pending:
+            yield from self.run(pending)
 
     def __call__(self, images: ImageInput | Iterable[ImageInput], batch_size: int | None = None) -> list[Segmentation]:
         """Segment images of any sizes, in order: file paths, PIL images, uint8 arrays, or tensors

@@ -23,11 +23,12 @@ from pathlib import Path, PurePath
 
 from watchfiles import Change, watch
 
+from animeface_seg.batch.clips import frame_sets
 from animeface_seg.batch.discovery import InputError, Job, identity_of, job_under, walk
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome
-from animeface_seg.batch.plan import NameRule, OutputClaims
+from animeface_seg.batch.plan import NameRule, OutputClaims, mark_clips
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.signature import stale_reason
 
@@ -63,6 +64,14 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
         return all(path.stat().st_mtime_ns >= changed for path in outputs.values())
     except OSError:
         return False
+
+
+def _done(job: Job, settings: RunSettings) -> bool:
+    """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
+    and its videos)."""
+    sets = frame_sets(job, settings) if job.clip else [settings.outputs(job)]
+    sets = [files for files in [*(sets or ()), settings.videos(job) if job.clip and sets else {}] if files]
+    return bool(sets) and all(up_to_date(files, job.source) for files in sets)
 
 
 @dataclass
@@ -192,7 +201,8 @@ class DropFolders:
         skipped: list[Outcome] = []
         todo: list[Job] = []
         now, wall = time.monotonic(), time.time()
-        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names)
+        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names,
+                                    videos=settings.encode != "frames")
         for job in jobs:
             real = job.source.resolve()
             if job.runnable:
@@ -209,7 +219,7 @@ class DropFolders:
             else:
                 self._handed[real] = _stamp(st)
                 outputs = settings.outputs(job)
-                if up_to_date(outputs, job.source):
+                if _done(job, settings):
                     skipped.append(Outcome(job, "skipped", outputs, reason=ALREADY_DONE))
                 else:
                     todo.append(job)
@@ -325,7 +335,7 @@ class DropFolders:
                 continue
             del self._pending[real]
             self._handed[real] = stamp
-            yield self._claimed(pending.job, real)
+            yield self._claimed(mark_clips([pending.job])[0], real)  # settled: its header is whole
 
     def _claimed(self, job: Job, real: Path) -> Job:
         """The job, or a failing one if its outputs meet those of another input that still exists (any kind,

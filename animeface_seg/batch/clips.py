@@ -1,0 +1,165 @@
+"""A clip in flight (a video, an animated image): its frames as items of the shared stages, and its one
+outcome once decoding has ended and every frame sent to the networks is written or failed.
+
+The decoding thread opens the clip and hands its frames over one at a time (``stages.Stages.clip_items``);
+each frame is written all or nothing to its own files (``naming.frame_output_paths``) like a still. A
+``ClipTally`` counts the frames of one clip from every thread (decoder, networks, writers) and gives
+the clip's ``Outcome`` exactly once: ``ok`` with the frame folders as outputs and the frame count,
+frame rate and duration; ``skipped`` when every frame was complete already (``--skip-existing``);
+``error`` when a frame could not be decoded, segmented or written, saying how many frames are in
+place (those stay: each is a complete set of files).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.encode import ClipEncoder
+from animeface_seg.batch.naming import OutputKind
+from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
+from animeface_seg.batch.settings import RunSettings
+from animeface_seg.engine.frames import ClipInfo, open_frames
+from animeface_seg.engine.segmentor import Segmentation
+
+
+def selected_frames(info: ClipInfo, step: int) -> range | None:
+    """The frame numbers a run with ``step`` writes for a clip whose header gives ``info``; ``None`` when
+    the header does not say how many frames the clip has."""
+    if info.frame_count is None:
+        return None
+    return range(1, info.frame_count + 1, step)
+
+
+def frame_sets(job: Job, settings: RunSettings) -> list[dict[OutputKind, Path]] | None:
+    """The files of every frame a run with ``settings`` writes for the clip ``job``, from its header alone;
+    ``None`` when the header does not count its frames (Matroska, WebM) or cannot be read."""
+    try:
+        with open_frames(job.source, max_pixels=None) as clip:
+            numbers = selected_frames(clip.info, settings.frame_step)
+    except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
+        return None
+    return None if not numbers else [settings.frame_outputs(job, number) for number in numbers]
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame{'s' * (count != 1)}"
+
+
+class ClipTally:
+    """The frames of one clip: sent to the networks, settled (written or failed), written, kept from before.
+
+    Thread-safe. ``cancelled`` tells the decoding thread to stop once the clip has failed. Each method
+    that settles something returns the clip's ``Outcome`` when that was the last thing it waited for.
+    """
+
+    def __init__(self, job: Job, outputs: dict[OutputKind | str, Path], info: ClipInfo, reason: str | None = None,
+                 encoder: ClipEncoder | None = None) -> None:
+        self.job = job
+        self.encoder = encoder
+        """Where the frames are also encoded as videos (``--encode``), in order, finished with the clip."""
+        self.outputs = outputs
+        self.info = info
+        self.reason = reason
+        """Why frames that were there are made again (``--skip-existing``), as the first stale frame says."""
+        self._lock = threading.Lock()
+        self._sent = self._settled = self._written = self._kept = 0
+        self._ended = self._finished = False
+        self._error: Outcome | None = None
+        self._sizes: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._fractions: list[float] | None = None
+        self._coverage = 0.0
+        self._coverage_known = False
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the clip failed, so no more of its frames need decoding."""
+        return self._error is not None
+
+    def sent(self) -> int:
+        """A frame was handed to the networks; its place among those (0, 1, ...), the order of the videos."""
+        with self._lock:
+            self._sent += 1
+            return self._sent - 1
+
+    def kept(self) -> None:
+        """A frame was found complete with the run's settings (``--skip-existing``)."""
+        with self._lock:
+            self._kept += 1
+
+    def stale(self, reason: str) -> None:
+        """A frame that was there must be made again, for ``reason`` (the clip's record keeps the first)."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+
+    def written(self, result: Segmentation) -> Outcome | None:
+        """A frame's files are in place."""
+        with self._lock:
+            self._settled += 1
+            self._written += 1
+            if self._sizes is None:
+                self._sizes = (result.original_size, result.processed_size)
+                self._fractions = [0.0] * len(result.class_fractions)
+            self._fractions = [total + value for total, value in zip(self._fractions, result.class_fractions)]
+            self._coverage += result.mask_coverage or 0.0
+            self._coverage_known = result.mask_coverage is not None
+            return self._finish()
+
+    def failed(self, outcome: Outcome | None = None) -> Outcome | None:
+        """A frame sent to the networks failed (its ``error`` outcome), or (``None``) was dropped unwritten."""
+        with self._lock:
+            self._settled += 1
+            if outcome is not None and self._error is None:
+                self._error = outcome
+            return self._finish()
+
+    def ended(self, exc: BaseException | None = None) -> Outcome | None:
+        """Decoding ended: at the end of the clip, or with ``exc`` (a frame that cannot be decoded)."""
+        with self._lock:
+            self._ended = True
+            if exc is not None and self._error is None:
+                self._error = failed_outcome(self.job, exc, "read")
+            return self._finish()
+
+    def abandon(self) -> None:
+        """The run stops before the clip's end: drop its videos being written (its complete frames stay)."""
+        with self._lock:
+            if not self._finished and self.encoder is not None:
+                self._finished = True
+                self.encoder.abort()
+
+    def _finish(self) -> Outcome | None:
+        if self._finished or not self._ended or self._settled < self._sent:
+            return None
+        self._finished = True
+        frames = self._written + self._kept
+        if self._error is None and frames == 0:
+            self._error = Outcome(self.job, "error", {}, "the clip holds no frame that can be decoded")
+        common = dict(frames=frames, fps=self.info.fps, duration=self.info.duration)
+        if self.encoder is not None:
+            try:
+                if self._error is None:
+                    self.encoder.finish()
+                else:
+                    self.encoder.abort()
+            except Exception as exc:  # noqa: BLE001 - the videos could not be finished: the clip fails alone
+                self._error = failed_outcome(self.job, exc, "write")
+        if self._error is not None:
+            outcome = self._error
+            outcome.error = f"{outcome.error}; {_frames(frames)} written"
+            outcome.reason = self.reason
+            outcome.frames, outcome.fps, outcome.duration = common.values()
+            return outcome
+        if self._written == 0:
+            return Outcome(self.job, "skipped", dict(self.outputs), reason=ALREADY_DONE, **common)
+        reason = self.reason
+        if self._kept:
+            reason = f"resumed: {_frames(self._kept)} already done, {self._written} made"
+        mean = [total / self._written for total in self._fractions]
+        coverage = self._coverage / self._written if self._coverage_known else None
+        return Outcome(self.job, "ok", dict(self.outputs), original_size=self._sizes[0],
+                       processed_size=self._sizes[1], class_fractions=tuple(mean), mask_coverage=coverage,
+                       reason=reason, **common)
+

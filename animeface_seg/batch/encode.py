@@ -1,0 +1,138 @@
+"""A clip's results encoded as videos (``--encode video|both``): one file per output kind, written atomically.
+
+The map, the masks and the overlay go losslessly into FFV1 in Matroska (``bgr0`` for colour, ``gray``
+for masks), so every class colour and mask value decodes back exactly; the cutout goes into VP9 with
+alpha (``yuva420p``) in WebM, lossy like any web video. Frames keep the source's timestamps (in
+milliseconds, as Matroska stores them) and the stream its frame rate. Each file is written under a
+locked temporary name (``tempfiles.locked_temp``) and renamed into place once the whole clip is
+encoded: a clip's videos appear together and complete, or not at all. Each carries the run's settings
+record as a container tag, which ``--skip-existing`` compares like a PNG's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from contextlib import ExitStack
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from animeface_seg.batch.naming import NEEDS_SOURCE, VIDEO_SUFFIXES, OutputKind
+from animeface_seg.batch.signature import KEY, Signature
+from animeface_seg.batch.tempfiles import locked_temp
+from animeface_seg.batch.writers import render
+from animeface_seg.engine.frames import import_av
+from animeface_seg.engine.segmentor import Segmentation
+
+#: Timestamps are counted in milliseconds, Matroska's own unit.
+_TIME_BASE = Fraction(1, 1000)
+#: Frame rate written when the source gives none (animations) and frames carry no times.
+_DEFAULT_FPS = 25
+
+
+class ClipEncoder:
+    """Encodes one clip's frames, in order, into one video per output kind; thread-safe.
+
+    ``add`` takes frames in any order (writers finish out of order) and encodes each as soon as the
+    frames before it are in; ``finish`` closes the files and renames them into place; ``abort``
+    removes them.
+    """
+
+    def __init__(self, paths: dict[OutputKind, Path], fps: float | None, signature: Signature) -> None:
+        self.paths = paths
+        self.fps = fps
+        self.tag = signature.to_text()
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[Segmentation, np.ndarray | None, float | None]] = {}
+        self._next = 0
+        self._last_pts = -1
+        self._stack = ExitStack()
+        self._files: dict[OutputKind, tuple[Path, object, object]] = {}
+
+    def add(self, index: int, result: Segmentation, source: np.ndarray | None, time: float | None) -> None:
+        """Frame ``index`` (0, 1, ... in clip order) with its result, its source (for cutout and overlay) and
+        its time in seconds; raises when it cannot be encoded."""
+        with self._lock:
+            self._pending[index] = (result, source, time)
+            while self._next in self._pending:
+                self._encode(*self._pending.pop(self._next))
+                self._next += 1
+
+    def _encode(self, result: Segmentation, source: np.ndarray | None, time: float | None) -> None:
+        av = import_av()
+        pts = round(time * 1000) if time is not None else round(self._next * 1000 / (self.fps or _DEFAULT_FPS))
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        for kind, path in self.paths.items():
+            image = np.asarray(render(result, kind, source if kind in NEEDS_SOURCE else None))
+            if kind not in self._files:
+                self._open(kind, path, image)
+            _, container, stream = self._files[kind]
+            layout = "gray" if image.ndim == 2 else ("rgba" if image.shape[2] == 4 else "rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=layout)
+            frame = frame.reformat(format=stream.pix_fmt)
+            frame.pts, frame.time_base = pts, _TIME_BASE
+            container.mux(stream.encode(frame))
+
+    def _open(self, kind: OutputKind, path: Path, image: np.ndarray) -> None:
+        av = import_av()
+        tmp, _ = self._stack.enter_context(locked_temp(path))
+        cutout = VIDEO_SUFFIXES[kind] == ".webm"
+        container = av.open(str(tmp), "w", format="webm" if cutout else "matroska")
+        self._stack.callback(container.close)
+        container.metadata[KEY] = self.tag
+        rate = Fraction(self.fps).limit_denominator(1001) if self.fps else _DEFAULT_FPS
+        if cutout:
+            stream = container.add_stream("libvpx-vp9", rate=rate, options={"crf": "20", "b": "0"})
+            stream.pix_fmt = "yuva420p"
+        else:
+            stream = container.add_stream("ffv1", rate=rate)
+            stream.pix_fmt = "gray" if image.ndim == 2 else "bgr0"
+        stream.height, stream.width = image.shape[:2]
+        stream.codec_context.time_base = stream.time_base = _TIME_BASE
+        self._files[kind] = (tmp, container, stream)
+
+    def finish(self) -> None:
+        """Flush every encoder and rename every file into place, all or none; raises on a failure."""
+        placed: list[Path] = []
+        with self._lock, self._stack:
+            try:
+                for kind, (tmp, container, stream) in self._files.items():
+                    container.mux(stream.encode())
+                    container.close()
+                for kind, (tmp, _, _) in self._files.items():
+                    os.replace(tmp, self.paths[kind])
+                    placed.append(self.paths[kind])
+            except BaseException:
+                for path in placed:
+                    path.unlink(missing_ok=True)
+                raise
+
+    def abort(self) -> None:
+        """Drop the files being written (the clip failed)."""
+        with self._lock:
+            self._stack.close()
+
+
+def video_stale_reason(paths: dict[OutputKind, Path], signature: Signature) -> str | None:
+    """Why a clip's videos must be made again, or None when they all exist with the run's settings."""
+    av = import_av()
+    wanted = json.loads(signature.to_text())
+    for path in paths.values():
+        if not path.is_file():
+            return f"{path.name} is missing"
+        try:
+            with av.open(str(path)) as container:
+                text = {key.lower(): value for key, value in container.metadata.items()}.get(KEY)
+        except (OSError, av.FFmpegError):
+            text = None
+        try:
+            found = json.loads(text) if text else None
+        except ValueError:
+            found = None
+        if found != wanted:
+            return f"{path.name} was made with other settings, or by another tool"
+    return None
