@@ -132,6 +132,12 @@ def command(
     precision: Annotated[str, typer.Option(
         "--precision", metavar="auto|fp32|fp16|bf16",
         help="Compute precision; auto is fp16 on CUDA and fp32 (exact) on CPU.")] = "auto",
+    runtime: Annotated[str, typer.Option(
+        "--runtime", metavar="auto|torch|reference|onnxruntime|openvino",
+        help="What runs the networks. auto: on CPU the fastest installed (onnxruntime, then openvino, then "
+        "torch; for bf16 openvino where the CPU has native bf16), on CUDA torch. reference: torch with the "
+        "original's exact arithmetic (no folding, fp32), slower. onnxruntime/openvino are CPU-only and use an "
+        "ONNX export cached in $ANIMEFACE_SEG_CACHE [default: ~/.cache/animeface-seg].")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
         show_default=False)] = None,
@@ -232,7 +238,7 @@ def command(
         budget = _memory_budget(memory_budget)
         return _run(env, inputs, output, keep_background=keep_background, size=size, cutout=cutout,
                     overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
-                    precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
+                    precision=precision, runtime=runtime, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
                     weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines,
                     layout=layout, root=root, null=null, watch=watch, settle=settle, ray_options=ray_options,
                     memory_budget=budget)
@@ -261,7 +267,7 @@ def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
 
 
 def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: bool, size: Size, cutout: bool,
-         overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str,
+         overlay: bool, skip_existing: bool, recursive: bool, device: str, precision: str, runtime: str,
          batch_size: int | None, workers: int | None, unet: Path | None, abg: Path | None,
          weights_dir: Path | None, max_pixels: int, quiet: bool, json_lines: bool, layout: Layout = Layout.MIRROR,
          root: Path | None = None, null: bool = False, watch: bool = False, settle: float | None = None,
@@ -301,7 +307,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
 
             ray_session = RaySession(device=device, model=dict(
                 unet=unet, abg=abg, weights_dir=weights_dir, remove_background=not keep_background,
-                precision=precision, output_size=size.value), **ray_options)
+                precision=precision, runtime=runtime, output_size=size.value), **ray_options)
         if ray_session is not None and any(is_uri(str(name)) for name in [*inputs, output]):
             plan = plan_remote(ray_session.discover(inputs, output, recursive=recursive, stdin=stdin), output,
                                kinds, layout=layout)
@@ -329,7 +335,7 @@ def _run(env: Environment, inputs: list[str], output: Path, *, keep_background: 
             if ray_session is None:
                 segmentor = env.segmentor_factory(unet=unet, abg=abg, weights_dir=weights_dir,
                                                   remove_background=not keep_background, device=device,
-                                                  precision=precision, output_size=size.value)
+                                                  precision=precision, runtime=runtime, output_size=size.value)
             else:
                 ray_session.start()
         except BaseException:

@@ -9,9 +9,10 @@ returns (N, H, W) uint8 classes and the (N, H, W) float mask (None when the back
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class Networks(Protocol):

@@ -9,7 +9,7 @@ else torch. On CUDA, and whenever the caller keeps its own modules where they ar
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 from animeface_seg.engine.errors import EngineError
 
@@ -31,8 +31,14 @@ class RuntimeChoiceError(EngineError):
 
 
 def installed(runtime: str) -> bool:
-    """Whether ``runtime``'s package can be imported (looked up without importing it)."""
-    return runtime not in _PACKAGES or importlib.util.find_spec(_PACKAGES[runtime][0]) is not None
+    """Whether ``runtime``'s package imports (the runtime that is chosen imports it next anyway)."""
+    if runtime not in _PACKAGES:
+        return True
+    try:
+        importlib.import_module(_PACKAGES[runtime][0])
+    except ImportError:
+        return False
+    return True
 
 
 def choose(runtime: str, device_type: str, precision: str, *, place: bool = True,
