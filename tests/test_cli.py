@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +208,7 @@ def test_version_and_help():
     version = subprocess.run(cli_command() + ["--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("animeface-seg ")
     help_text = subprocess.run(cli_command() + ["--help"], capture_output=True, text=True).stdout
-    for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "Exit codes"):
+    for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "--runtime", "Exit codes"):
         assert flag in help_text
 
 
@@ -218,3 +219,15 @@ def test_fetch_weights_locates_and_checks_both_files(run_cli, run_process, weigh
     assert f"isnetis.ckpt: {weights_dir / 'isnetis.ckpt'}" in proc.stdout
     offline = run_process("--fetch-weights", weights=False, env={"HF_HOME": str(tmp_path / "hf")})
     assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
+
+
+def test_runtime_is_named_on_the_device_line_and_a_missing_one_is_a_usage_error(run_cli, tmp_path, monkeypatch):
+    make_image(tmp_path / "in" / "a.png", (64, 96))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cpu", "--keep-background")
+    assert proc.returncode == 0 and "device: cpu, fp32, onnxruntime;" in proc.stderr, proc.stderr
+    monkeypatch.setitem(sys.modules, "openvino", None)  # an install without the extra
+    missing = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--device", "cpu", "--runtime", "openvino")
+    assert missing.returncode == 2 and not (tmp_path / "out2").exists()
+    assert "runtime openvino is not installed: pip install 'animeface-seg[openvino]'" in missing.stderr
+    wrong = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--device", "cpu", "--runtime", "onnx")
+    assert wrong.returncode == 2 and "--runtime auto|torch|reference|onnxruntime|openvino" in wrong.stderr
