@@ -1,6 +1,7 @@
 """The OpenVINO runtime: the cached export compiled for the CPU, f32 unless bf16 is asked for.
 
-The inference precision is always set explicitly: left alone, OpenVINO computes in bf16 on CPUs
+The compiled model is cached by OpenVINO in the cache folder's ``openvino/`` (its own key covers
+its version, the CPU and these settings). The inference precision is always set explicitly: left alone, OpenVINO computes in bf16 on CPUs
 with AMX, which would change results without being asked (see docs/benchmarks.md).
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from animeface_seg.engine.runtimes.export import Export
+from animeface_seg.engine.runtimes.export import Export, cache_dir
 from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
 
 _PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -27,6 +28,7 @@ class OpenVinoNetworks:
             "INFERENCE_PRECISION_HINT": _PRECISIONS[dtype],
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": available_cpus(),
+            "CACHE_DIR": str(cache_dir() / "openvino"),  # compiled blobs, keyed by OpenVINO itself (version, CPU, settings)
         })
         self._request = self._compiled.create_infer_request()
         self.fingerprints = export.fingerprints
