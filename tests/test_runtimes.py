@@ -141,3 +141,14 @@ def test_reference_runtime_runs_the_original_arithmetic_bit_for_bit(weights_dir,
         classes = torch.softmax(unet(composite / 255.0), 1).argmax(1).to(torch.uint8)
         ours_classes, ours_mask = seg.forward(prepared.pixels[None])
     assert torch.equal(ours_classes, classes) and torch.equal(ours_mask, mask[:, 0])
+
+
+def test_thread_count_follows_the_affinity_mask_and_omp_num_threads(monkeypatch):
+    from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert available_cpus() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert available_cpus() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert available_cpus() == len(os.sched_getaffinity(0))

@@ -20,8 +20,11 @@ from animeface_seg.engine.runtimes.export import Export, atomic_path
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a container's share), at least 1."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Threads for the networks: the CPUs this process may run on (its affinity mask, e.g. a container's
+    share), at most ``$OMP_NUM_THREADS`` when set (as torch does; Ray sets it to each actor's CPUs)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cpus, int(limit))) if limit.isdigit() and int(limit) > 0 else cpus
 
 
 def _cpu_key() -> str | None:
