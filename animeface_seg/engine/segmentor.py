@@ -109,7 +109,8 @@ class Segmentor:
     (``optimize.py``: one pass fewer over the activations, same results within rounding).
     Modules passed in are never changed: a folded copy is made (a host's own module, e.g.
     ComfyUI's, is left as it was and, with ``place=False``, the copy stays on its device);
-    ``fold_batchnorm=False`` runs the given modules as they are, the exact unfolded path.
+    ``fold_batchnorm=False`` runs the given modules as they are, the exact unfolded path. It
+    concerns the ``torch`` runtime: the ONNX runtimes always run folded networks, ``reference`` never.
     """
 
     def __init__(
@@ -124,8 +125,7 @@ class Segmentor:
         fold_batchnorm: bool = True,
         runtime: str = "auto",
     ) -> None:
-        self._setup(device, precision, output_size, runtime, place)
-        self.fold_batchnorm = fold_batchnorm and self.runtime != "reference"
+        self._setup(device, precision, output_size, runtime, place, fold_batchnorm)
         unet_module = self._fold(unet, UNET)
         isnet_module = None if isnet is None else self._fold(isnet, ABG)
         if self.runtime in ONNX_RUNTIMES:
@@ -138,8 +138,10 @@ class Segmentor:
                                           self.device, self.dtype, self.memory_format)
 
     def _setup(self, device: str | torch.device, precision: str, output_size: OutputSize, runtime: str,
-               place: bool) -> None:
-        """Device, precision, output size and runtime: what both constructors decide first."""
+               place: bool, fold_batchnorm: bool) -> None:
+        """Device, precision, output size, runtime and folding: what both constructors decide first.
+
+        The ONNX runtimes always run the folded networks (one export per weights); ``reference`` never."""
         if output_size not in ("original", "processed"):
             raise ValueError(f"output_size must be 'original' or 'processed', not {output_size!r}")
         self.device = device if isinstance(device, torch.device) else select_device(device)
@@ -151,6 +153,7 @@ class Segmentor:
                                       native_bf16=native_bf16)
         reference = self.runtime == "reference"
         self.memory_format = torch.contiguous_format if reference else memory_format(self.device, self.dtype)
+        self.fold_batchnorm = self.runtime in ONNX_RUNTIMES or (fold_batchnorm and not reference)
         self._palette = palette_tensor(self.device)
 
     def _onnx_networks(self, key: export.ExportKey, modules) -> Networks:
@@ -186,12 +189,16 @@ class Segmentor:
         The mask network is only looked for and loaded when the background is removed. With an
         ONNX runtime whose export of these files is cached, the checkpoints are not loaded at all.
         """
+        unknown = set(options) - {"device", "precision", "output_size", "place", "fold_batchnorm", "runtime"}
+        if unknown:
+            raise TypeError(f"Segmentor.from_pretrained() got unexpected options: {', '.join(sorted(unknown))}")
         unet_path = resolve(UNET, unet, weights_dir)
         abg_path = resolve(ABG, abg, weights_dir) if remove_background else None
         self = cls.__new__(cls)
         self._setup(options.get("device", "auto"), options.get("precision", "auto"),
-                    options.get("output_size", "original"), options.get("runtime", "auto"), options.get("place", True))
-        fold = options.get("fold_batchnorm", True) and self.runtime != "reference"
+                    options.get("output_size", "original"), options.get("runtime", "auto"),
+                    options.get("place", True), options.get("fold_batchnorm", True))
+        fold = self.fold_batchnorm
 
         def modules() -> tuple[nn.Module, nn.Module | None]:
             unet_module = load(UNET, unet_path)
@@ -202,7 +209,6 @@ class Segmentor:
             return unet_module, isnet_module
 
         if self.runtime in ONNX_RUNTIMES:
-            self.fold_batchnorm = True
             key = export.ExportKey(export.file_digest(unet_path),
                                    None if abg_path is None else export.file_digest(abg_path))
             self.networks = self._onnx_networks(key, modules)
