@@ -152,3 +152,16 @@ def test_thread_count_follows_the_affinity_mask_and_omp_num_threads(monkeypatch)
     assert available_cpus() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "999")
     assert available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_an_unwritable_cache_is_one_clear_error(weights_dir, tmp_path, monkeypatch):
+    from animeface_seg import Segmentor
+    from animeface_seg.engine.errors import EngineError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("ANIMEFACE_SEG_CACHE", str(blocker / "cache"))
+    with pytest.raises(EngineError, match=r"cannot write the networks' ONNX export to .*ANIMEFACE_SEG_CACHE") as info:
+        Segmentor.from_pretrained(unet=weights_dir / "UNet.pth", device="cpu", runtime="onnxruntime",
+                                  remove_background=False)
+    assert info.value.setting == "cache"

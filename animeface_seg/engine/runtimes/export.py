@@ -26,6 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from animeface_seg.engine.errors import EngineError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -90,6 +92,10 @@ def module_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+class CacheError(EngineError):
+    """The export could not be written to the cache folder."""
+
+
 @dataclass(frozen=True)
 class ExportKey:
     """What an export is made from: each network's weights digest (``abg`` None: background kept)."""
@@ -138,10 +144,15 @@ def export(key: ExportKey, build: Callable[[], StackedNetworks], fingerprints: d
     axes = {"pixels": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 1: "height", 2: "width"} for name in outputs})
     example = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
-    with atomic_path(key.path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"fingerprints": fingerprints, "export_version": EXPORT_VERSION}))
-    with atomic_path(key.path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: it needs no extra package
-        torch.onnx.export(stacked, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=["pixels"], output_names=outputs, dynamic_axes=axes)
+    try:
+        with atomic_path(key.path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({"fingerprints": fingerprints, "export_version": EXPORT_VERSION}))
+        with atomic_path(key.path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(stacked, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                              input_names=["pixels"], output_names=outputs, dynamic_axes=axes)
+    except OSError as exc:
+        raise CacheError(f"cannot write the networks' ONNX export to {key.path.parent}: {exc.strerror or exc}. "
+                         f"Point ${CACHE_ENV} at a writable folder, or run the networks in torch.",
+                         setting="cache") from None
     return Export(key.path, fingerprints)
