@@ -12,9 +12,18 @@ Makes a folder of N synthetic images of mixed sizes and aspect ratios, then meas
 running (b) and (c) alternately ``--repeat`` times and reporting medians, and prints a table with
 the ratios (b)/(a) and (b)/(c) (rates after start-up, and whole-process wall times).
 
+``--whole-process 1 8 32`` also times both whole processes (start to exit) on folders of that
+many of the images, alternating, medians of ``--repeat``: what a user feels. The command runs
+once untimed first, so its ONNX export is cached as it is from a user's second run on.
+``--runtimes`` times the networks alone per runtime (and in bf16 where the CPU has it) on one
+512x704 input, alternating, best and median of ``--repeat``. The load average is recorded
+before and after: figures from a busy machine say little.
+
     python benchmarks/throughput.py --n 8 --repeat 3 --device cpu --json docs/cpu-n8.json
     python benchmarks/throughput.py --n 256 --device cuda --json cuda.json
     python benchmarks/throughput.py --rss-only --rss-n 50 500 --device cpu   # memory vs N
+    python benchmarks/throughput.py --n 8 --repeat 5 --device cpu --whole-process 1 8 32 --runtimes \
+        --json docs/cpu-runtimes.json
 
 Without --weights-dir it uses seeded stand-in weights from shared/reference (same
 architecture, same cost as the real ones).
@@ -166,6 +175,53 @@ def baseline(folder: Path, weights: Path, out: Path, device: str, keep_backgroun
     return len(paths) / (time.perf_counter() - start)
 
 
+def whole_processes(images: list[Path], work: Path, weights: Path, args: argparse.Namespace,
+                    extra: list[str]) -> dict:
+    """Whole-process wall times of the command (b) and the plain script (c) on folders of the first
+    N images for each N of ``--whole-process``, alternating, medians; after one untimed command run."""
+    figures = {}
+    for n in args.whole_process:
+        folder = work / f"whole{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in images[:n]:
+            (folder / path.name).write_bytes(path.read_bytes())
+        end_to_end(folder, weights, args, extra)  # the export (and optimised graph) cached, as after a first run
+        command, script = [], []
+        for _ in range(args.repeat):
+            command.append(end_to_end(folder, weights, args, extra)["wall_s"])
+            script.append(baseline_process(folder, weights, args)["wall_s"])
+        figures[str(n)] = {"command_wall_s": statistics.median(command), "script_wall_s": statistics.median(script),
+                           "speed_up": statistics.median(script) / statistics.median(command),
+                           "runs": {"command": command, "script": script}}
+    return figures
+
+
+def networks_per_runtime(weights: Path, repeat: int, keep_background: bool) -> dict:
+    """Seconds of the networks alone on one 512x704 input (both networks unless the background is kept)
+    for every installed runtime, fp32 and, where the CPU has native bf16, bf16: best and median of
+    ``repeat`` rounds, the runtimes alternating within each round."""
+    from animeface_seg.engine.device import cpu_has_native_bf16
+    from animeface_seg.engine.runtimes.select import installed
+
+    variants = [(r, "fp32") for r in ("reference", "torch", "onnxruntime", "openvino") if installed(r)]
+    if cpu_has_native_bf16():
+        variants += [(r, "bf16") for r in ("torch", "openvino") if installed(r)]
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 704, 512), dtype=np.uint8))
+    segs = {}
+    for runtime, precision in variants:
+        seg = Segmentor.from_pretrained(weights_dir=weights, device="cpu", runtime=runtime, precision=precision,
+                                        remove_background=not keep_background)
+        seg.forward(pixels)  # first call: kernels chosen, memory laid out
+        segs[f"{runtime} {precision}"] = seg
+    times: dict[str, list[float]] = {name: [] for name in segs}
+    for _ in range(max(repeat, 3)):
+        for name, seg in segs.items():
+            start = time.perf_counter()
+            seg.forward(pixels)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"best_s": min(t), "median_s": statistics.median(t)} for name, t in times.items()}
+
+
 def baseline_process(folder: Path, weights: Path, args: argparse.Namespace) -> dict:
     """(c) run as its own process, like the command: its rate after loading and its whole wall time."""
     out = Path(tempfile.mkdtemp(prefix="bench-base-"))
@@ -191,6 +247,9 @@ def main() -> None:
     ap.add_argument("--rss-only", action="store_true", help="only run the command for each --rss-n and compare peak RSS")
     ap.add_argument("--rss-n", type=int, nargs="*", default=[], help="extra folder sizes for the peak-RSS check")
     ap.add_argument("--repeat", type=int, default=1, help="alternating runs of (b) and (c); medians reported")
+    ap.add_argument("--whole-process", type=int, nargs="*", default=[], metavar="N",
+                    help="also time whole processes of the command and of (c) on N images, for each N")
+    ap.add_argument("--runtimes", action="store_true", help="also time the networks alone per runtime (CPU)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--baseline", type=Path, help="only run (c) on this folder and print its rate as JSON")
     ap.add_argument("--baseline-out", type=Path, help=argparse.SUPPRESS)
@@ -202,6 +261,7 @@ def main() -> None:
     configure_process()  # the process settings the command uses, so (a), (b) and (c) compare fairly
 
     work = Path(tempfile.mkdtemp(prefix="animeface-bench-"))
+    os.environ.setdefault("ANIMEFACE_SEG_CACHE", str(work / "cache"))  # the stand-ins' exports stay out of ~/.cache
     weights = args.weights_dir or stand_in_weights(work / "weights")
     device = select_device(args.device)
     settings = RunSettings.decide(work, device.type, batch_size=args.batch_size, workers=args.workers)
@@ -213,10 +273,13 @@ def main() -> None:
         "keep_background": args.keep_background, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu": cpu_model(), "cpu_flags": cpu_flags(), "command": " ".join(sys.argv), "repeat": args.repeat,
         "memory_format": str(memory_format(device, select_dtype(device, args.precision))),
+        "load_average_before": os.getloadavg(),
     }
     if not args.rss_only:
         paths = make_images(work / "images", args.n)
         # The processes run first, while this process is still small and idle, alternating.
+        # One untimed run first: it makes the ONNX export (once per weights), as a user's first run does.
+        figures["b_first_run_wall_s"] = end_to_end(work / "images", weights, args, extra)["wall_s"]
         runs_b, runs_c = [], []
         for _ in range(args.repeat):
             runs_b.append(end_to_end(work / "images", weights, args, extra))
@@ -238,6 +301,12 @@ def main() -> None:
         figures["b_over_a"] = figures["b_end_to_end_images_per_s"] / figures["a_networks_images_per_s"]
         figures["b_over_c"] = figures["b_end_to_end_images_per_s"] / figures["c_baseline_images_per_s"]
         figures["b_over_c_whole_process"] = figures["c_wall_s_including_startup"] / figures["b_wall_s_including_startup"]
+    if args.whole_process:
+        figures["whole_process"] = whole_processes(make_images(work / "whole", max(args.whole_process)), work,
+                                                   weights, args, extra)
+    if args.runtimes:
+        figures["networks_512x704_s"] = networks_per_runtime(weights, args.repeat, args.keep_background)
+    figures["load_average_after"] = os.getloadavg()
     for n in args.rss_n:
         folder = work / f"rss{n}"
         make_images(folder, n)
@@ -256,6 +325,7 @@ def print_table(figures: dict) -> None:
         ("(b) end to end (command)", "b_end_to_end_images_per_s", "img/s"),
         ("    wall time incl. start-up", "b_wall_s_including_startup", "s"),
         ("    peak RSS", "b_peak_rss_mb", "MB"),
+        ("    first run (exports the networks once)", "b_first_run_wall_s", "s"),
         ("(c) plain script baseline", "c_baseline_images_per_s", "img/s"),
         ("    wall time incl. start-up", "c_wall_s_including_startup", "s"),
         ("(b)/(a)", "b_over_a", ""),
@@ -265,6 +335,12 @@ def print_table(figures: dict) -> None:
     for label, key, unit in rows:
         if key in figures:
             print(f"  {label:<46} {figures[key]:>9.3f} {unit}")
+    for n, whole in figures.get("whole_process", {}).items():
+        print(f"  whole process, {n:>3} image(s): command {whole['command_wall_s']:7.2f} s, "
+              f"script {whole['script_wall_s']:7.2f} s, {whole['speed_up']:.2f}x")
+    for name, t in figures.get("networks_512x704_s", {}).items():
+        print(f"  networks alone 512x704, {name:<17} best {t['best_s']:.3f} s, median {t['median_s']:.3f} s")
+    print(f"  load average before {figures['load_average_before']}, after {figures['load_average_after']}")
 
 
 if __name__ == "__main__":

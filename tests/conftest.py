@@ -6,6 +6,7 @@ files the golden outputs were made with. Everything heavy is built once per sess
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,6 +21,25 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("ANIMEFACE_SEG_REFERENCE", REPO.parent / "shared" / "reference"))
 GOLDEN_CASES = ("tall", "wide", "square", "rgba", "small", "gray")
+#: Every runtime, each skipped only when its package is missing (the test extra installs them all).
+RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(package) is None,
+                                                        reason=f"{package} is not installed"))
+            for name, package in (("torch", "torch"), ("reference", "torch"), ("onnxruntime", "onnxruntime"),
+                                  ("openvino", "openvino"))]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ONNX exports (and digests) go to one folder per session, never the user's cache; processes the
+    tests start inherit it."""
+    path = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("ANIMEFACE_SEG_CACHE")
+    os.environ["ANIMEFACE_SEG_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("ANIMEFACE_SEG_CACHE", None)
+    else:
+        os.environ["ANIMEFACE_SEG_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -41,18 +61,19 @@ def weights_dir(reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="session")
 def segmentor(weights_dir: Path):
-    """CPU fp32 segmentor with background removal, results at the processed size."""
+    """CPU fp32 torch segmentor with background removal, results at the processed size."""
     from animeface_seg import Segmentor
 
-    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed")
+    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed", runtime="torch")
 
 
 @pytest.fixture(scope="session")
 def segmentor_keep(weights_dir: Path):
-    """CPU fp32 segmentor without background removal, results at the processed size."""
+    """CPU fp32 torch segmentor without background removal, results at the processed size."""
     from animeface_seg import Segmentor
 
-    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed", remove_background=False)
+    return Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed",
+                                     remove_background=False, runtime="torch")
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -102,6 +123,17 @@ def cached_factory():
         return cache[key]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def runtime_segmentor(weights_dir: Path, cached_factory):
+    """The CPU fp32 segmentor of a runtime, results at the processed size, built once per session."""
+
+    def get(runtime: str, remove_background: bool = True):
+        return cached_factory(weights_dir=weights_dir, device="cpu", output_size="processed", runtime=runtime,
+                              remove_background=remove_background)
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -192,7 +224,8 @@ class Unprivileged:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "HOME": str(self.root),
-               "HF_HOME": str(self.root / "hf-home"), "PYTHONDONTWRITEBYTECODE": "1"}
+               "HF_HOME": str(self.root / "hf-home"), "PYTHONDONTWRITEBYTECODE": "1",
+               "ANIMEFACE_SEG_CACHE": str(self.root / "cache")}  # the session's cache is private to root
         env.pop("ANIMEFACE_SEG_WEIGHTS", None)
         return subprocess.run(self.prefix + cli_command() + list(args) + ["--weights-dir", str(self.weights)],
                               capture_output=True, text=True, env=env, timeout=timeout)
@@ -213,6 +246,8 @@ def unprivileged(weights_dir: Path):
         prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
     root = Path(tempfile.mkdtemp(prefix="animeface-seg-unprivileged-"))  # outside pytest's private folder
     root.chmod(0o755)
+    (root / "cache").mkdir(mode=0o777)
+    (root / "cache").chmod(0o777)
     weights = root / "weights"
     weights.mkdir()
     for name in ("UNet.pth", "isnetis.ckpt"):

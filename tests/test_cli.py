@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +264,7 @@ def test_version_and_help():
     version = subprocess.run(cli_command() + ["--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("animeface-seg ")
     help_text = subprocess.run(cli_command() + ["--help"], capture_output=True, text=True).stdout
-    for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "Exit codes"):
+    for flag in ("--keep-background", "--skip-existing", "--json", "--fetch-weights", "--runtime", "Exit codes"):
         assert flag in help_text
 
 
@@ -297,3 +298,15 @@ def test_batch_size_workers_and_precision_flags_keep_the_results(run_process, ru
         bad = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "bad"), flag, value)
         assert bad.returncode == 2 and flag in bad.stderr, (flag, bad.stderr)
     assert not (tmp_path / "bad").exists()
+
+
+def test_runtime_is_named_on_the_device_line_and_a_missing_one_is_a_usage_error(run_cli, tmp_path, monkeypatch):
+    make_image(tmp_path / "in" / "a.png", (64, 96))
+    proc = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", "cpu", "--keep-background")
+    assert proc.returncode == 0 and "device: cpu, fp32, onnxruntime;" in proc.stderr, proc.stderr
+    monkeypatch.setitem(sys.modules, "openvino", None)  # an install without the extra
+    missing = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--device", "cpu", "--runtime", "openvino")
+    assert missing.returncode == 2 and not (tmp_path / "out2").exists()
+    assert "runtime openvino is not installed: pip install 'animeface-seg[openvino]'" in missing.stderr
+    wrong = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--device", "cpu", "--runtime", "onnx")
+    assert wrong.returncode == 2 and "--runtime auto|torch|reference|onnxruntime|openvino" in wrong.stderr

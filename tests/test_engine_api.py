@@ -72,9 +72,9 @@ def test_segmentor_from_modules_and_state_dicts_matches_files(weights_dir, segme
 
     unet_state = load_state_dict(UNET, weights_dir / "UNet.pth")
     isnet_state = load_state_dict(ABG, weights_dir / "isnetis.ckpt")
-    from_states = Segmentor(unet_state, isnet_state, device="cpu", output_size="processed")
+    from_states = Segmentor(unet_state, isnet_state, device="cpu", output_size="processed", runtime="torch")
     from_modules = Segmentor(build(UNET, unet_state), build(ABG, isnet_state), device="cpu",
-                             output_size="processed")
+                             output_size="processed", runtime="torch")
     image = reference / "golden" / "wide" / "input.png"
     expected = segmentor([image])[0]
     for built in (from_states, from_modules):

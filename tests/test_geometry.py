@@ -126,7 +126,7 @@ def test_cutout_and_overlay_use_the_same_grid():
 def test_segmentor_results_at_the_original_size_are_centre_aligned(segmentor):
     from animeface_seg import Segmentor
 
-    original = Segmentor(segmentor.unet, segmentor.isnet, device="cpu", output_size="original")
+    original = Segmentor(segmentor.unet, segmentor.isnet, device="cpu", output_size="original", runtime="torch")
     rng = np.random.default_rng(3)
     image = np.full((150, 200, 3), 240, dtype=np.uint8)
     image[30:120, 50:150] = rng.integers(0, 80, size=(90, 100, 3))  # a sharp-edged dark rectangle

@@ -13,7 +13,7 @@ import torch
 from animeface_seg.engine import geometry as preprocess
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.segmentor import Prepared
-from conftest import GOLDEN_CASES, agreement, read_gray, read_rgb
+from conftest import GOLDEN_CASES, RUNTIMES, agreement, read_gray, read_rgb
 
 
 def _stage_input(case_dir) -> Prepared:
@@ -31,7 +31,10 @@ def test_resize_and_pad_match_reference(reference, case):
     assert np.abs(ours.permute(1, 2, 0).numpy().astype(int) - theirs).max() <= 1
 
 
-def test_stage_parity_with_background_removal(reference, segmentor):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_stage_parity_with_background_removal(reference, runtime_segmentor, runtime):
+    segmentor = runtime_segmentor(runtime)
+    assert segmentor.runtime == runtime
     cases = [reference / "golden" / c for c in GOLDEN_CASES]
     for case_dir in cases:
         result = segmentor.run([_stage_input(case_dir)])[0]
@@ -41,7 +44,9 @@ def test_stage_parity_with_background_removal(reference, segmentor):
         assert agreement(result.colors, read_rgb(case_dir / "map.png")) >= 0.99, case_dir.name
 
 
-def test_stage_parity_keeping_background(reference, segmentor_keep):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_stage_parity_keeping_background(reference, runtime_segmentor, runtime):
+    segmentor_keep = runtime_segmentor(runtime, remove_background=False)
     for case in GOLDEN_CASES:
         case_dir = reference / "golden" / case
         result = segmentor_keep.run([_stage_input(case_dir)])[0]
@@ -49,14 +54,16 @@ def test_stage_parity_keeping_background(reference, segmentor_keep):
         assert (result.mask == 255).all() and result.mask_coverage is None
 
 
-@pytest.mark.parametrize("keep", [False, True], ids=["remove-background", "keep-background"])
-def test_end_to_end_parity_through_the_command(reference, run_cli, tmp_path, keep):
+@pytest.mark.parametrize("runtime, keep", [
+    *[pytest.param(r.values[0], False, marks=r.marks, id=f"{r.values[0]}-remove-background") for r in RUNTIMES],
+    pytest.param("auto", True, id="auto-keep-background")])
+def test_end_to_end_parity_through_the_command(reference, run_cli, tmp_path, runtime, keep):
     inputs = tmp_path / "in"
     inputs.mkdir()
     for case in GOLDEN_CASES:
         (inputs / f"{case}.png").write_bytes((reference / "golden" / case / "input.png").read_bytes())
     out = tmp_path / "out"
-    args = ["--size", "processed", "--device", "cpu"] + (["--keep-background"] if keep else [])
+    args = ["--size", "processed", "--device", "cpu", "--runtime", runtime] + (["--keep-background"] if keep else [])
     proc = run_cli(str(inputs), "-o", str(out), *args)
     assert proc.returncode == 0, proc.stderr
     for case in GOLDEN_CASES:
@@ -70,11 +77,17 @@ def test_end_to_end_parity_through_the_command(reference, run_cli, tmp_path, kee
             assert np.abs(mask - read_gray(case_dir / "abg_mask.png")).mean() <= 5.0, case
 
 
-def test_cpu_bf16_keeps_end_to_end_parity(reference, weights_dir):
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_cpu_bf16_keeps_end_to_end_parity(reference, weights_dir, runtime):
     from animeface_seg import Segmentor
+    from animeface_seg.engine.device import cpu_has_native_bf16
+    from animeface_seg.engine.runtimes.select import installed
 
-    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", precision="bf16", output_size="processed")
-    assert seg.description == "cpu, bf16"
+    if runtime == "openvino" and not (installed("openvino") and cpu_has_native_bf16()):
+        pytest.skip("OpenVINO computes bf16 only where the CPU has it natively (and is installed)")
+    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", precision="bf16", output_size="processed",
+                                    runtime=runtime)
+    assert seg.description == f"cpu, bf16, {runtime}"
     case_dir = reference / "golden" / "rgba"  # one case: bf16 is emulated, and slow, on CPUs without it
     result = seg([case_dir / "input.png"])[0]
     assert agreement(result.colors, read_rgb(case_dir / "map.png")) >= 0.80
@@ -89,7 +102,7 @@ def test_folded_networks_keep_stage_parity_with_the_unfolded_ones(reference, wei
     from animeface_seg.engine.optimize import count_batchnorms
 
     unfolded = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed",
-                                         fold_batchnorm=False)
+                                         fold_batchnorm=False, runtime="torch")
     assert count_batchnorms(unfolded.isnet) == 112 and count_batchnorms(unfolded.unet) == 48
     assert count_batchnorms(segmentor.isnet) == 0 and count_batchnorms(segmentor.unet) == 0
     for case in GOLDEN_CASES:
@@ -108,7 +121,7 @@ def test_folded_keep_background_stage_parity(reference, weights_dir, segmentor_k
     from animeface_seg import Segmentor
 
     unfolded = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", output_size="processed",
-                                         remove_background=False, fold_batchnorm=False)
+                                         remove_background=False, fold_batchnorm=False, runtime="torch")
     for case in GOLDEN_CASES:
         case_dir = reference / "golden" / case
         golden = read_rgb(case_dir / "map_keep.png")
@@ -127,7 +140,8 @@ def test_folding_a_callers_modules_leaves_them_untouched(weights_dir):
     unet = load(UNET, weights_dir / "UNet.pth")
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     seg = Segmentor(unet, device="cpu", place=False)
+    assert seg.runtime == "torch"  # a host's own modules stay torch's
     assert seg.unet is not unet and count_batchnorms(seg.unet) == 0 and count_batchnorms(unet) == 48
     assert unet.state_dict().keys() == before.keys()
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
-    assert Segmentor(unet, device="cpu", fold_batchnorm=False).unet is unet
+    assert Segmentor(unet, device="cpu", fold_batchnorm=False, runtime="torch").unet is unet

@@ -20,7 +20,6 @@ from typing import BinaryIO
 import torch
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
-from torch import nn
 
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.engine.segmentor import Segmentor
@@ -29,22 +28,7 @@ from animeface_seg.engine.segmentor import Segmentor
 KEY = "animeface-seg"
 #: Version of the output files' format; raise it when the same settings would give different files.
 FORMAT_VERSION = 1
-#: Bytes of each tensor that go into a weights fingerprint (with every name, shape and dtype).
-_SAMPLE_BYTES = 64 * 1024
 _PRECISIONS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """A short digest of a network's weights: every tensor's name, shape, dtype and first 64 KB.
-
-    Cheap (no full pass over hundreds of MB) and independent of where the file was found.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        data = tensor.detach().flatten()[: _SAMPLE_BYTES // max(1, tensor.element_size())]
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(data.to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -66,8 +50,8 @@ class Signature:
             size=segmentor.output_size,
             keep_background=not segmentor.remove_background,
             precision=_PRECISIONS.get(segmentor.dtype, str(segmentor.dtype)),
-            unet=weights_fingerprint(segmentor.unet),
-            abg=None if segmentor.isnet is None else weights_fingerprint(segmentor.isnet),
+            unet=segmentor.fingerprints["unet"],
+            abg=segmentor.fingerprints["abg"],
             layout=layout,
         )
 

@@ -150,6 +150,12 @@ def command(
     precision: Annotated[str, typer.Option(
         "--precision", metavar="auto|fp32|fp16|bf16",
         help="Compute precision; auto is fp16 on CUDA and fp32 (exact) on CPU.")] = "auto",
+    runtime: Annotated[str, typer.Option(
+        "--runtime", metavar="auto|torch|reference|onnxruntime|openvino",
+        help="What runs the networks. auto: on CPU the fastest installed (onnxruntime, then openvino, then "
+        "torch; for bf16 openvino where the CPU has native bf16), on CUDA torch. reference: torch with the "
+        "original's exact arithmetic (no folding, fp32), slower. onnxruntime/openvino are CPU-only and use an "
+        "ONNX export cached in $ANIMEFACE_SEG_CACHE [default: ~/.cache/animeface-seg].")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
         show_default=False)] = None,
@@ -276,8 +282,8 @@ def command(
         request = RunRequest(
             inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay, classes),
             class_masks=classes, mode="watch" if watch else engine.value, keep_background=keep_background,
-            size=size.value, cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive, device=device,
-            precision=precision, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
+            size=size.value, cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive,
+            device=device, precision=precision, runtime=runtime, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
             weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
             root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
             frame_step=frame_step, first_frame=first_frame, encode=Encode(encode).value, review=review,

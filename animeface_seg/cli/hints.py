@@ -10,6 +10,8 @@ FLAG_HINTS: dict[str, str] = {
     "memory_budget": "change it with --memory-budget SIZE, e.g. 8G, or 0 for no limit",
     "device": "choose another with --device auto|cpu|cuda|cuda:N",
     "precision": "choose another with --precision auto|fp32|fp16|bf16",
+    "runtime": "choose another with --runtime auto|torch|reference|onnxruntime|openvino",
+    "cache": "--runtime torch needs no export",
     "unet": f"give the file with --unet PATH, or {_WEIGHTS}",
     "abg": f"give the file with --abg PATH, or {_WEIGHTS}",
     "weights_dir": "check --weights-dir DIR or $ANIMEFACE_SEG_WEIGHTS",

@@ -28,6 +28,7 @@ class RunRequest:
     recursive: bool = True
     device: str = "auto"
     precision: str = "auto"
+    runtime: str = "auto"
     batch_size: int | None = None
     workers: int | None = None
     unet: Path | None = None
@@ -54,4 +55,5 @@ class RunRequest:
     def model(self) -> dict[str, Any]:
         """``Segmentor.from_pretrained`` arguments (the device is each runner's)."""
         return dict(unet=self.unet, abg=self.abg, weights_dir=self.weights_dir,
-                    remove_background=not self.keep_background, precision=self.precision, output_size=self.size)
+                    remove_background=not self.keep_background, precision=self.precision, runtime=self.runtime,
+                    output_size=self.size)

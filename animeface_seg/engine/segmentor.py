@@ -10,7 +10,6 @@ the device until the final uint8 results are copied back, and only when asked.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,17 @@ from torch import nn
 from animeface_seg.engine import geometry
 from animeface_seg.engine.batcher import ShapeBatcher
 from animeface_seg.engine.errors import OutOfMemory, SettingError
-from animeface_seg.engine.device import default_batch_size, describe, memory_format, select_device, select_dtype
+from animeface_seg.engine.device import (cpu_has_native_bf16, default_batch_size, describe, memory_format,
+                                         select_device, select_dtype)
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
 from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
 from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_tensor
-from animeface_seg.engine.weights import ABG, UNET, build, load, resolve
+from animeface_seg.engine.models.stacked import StackedNetworks
+from animeface_seg.engine.runtimes import Networks, export
+from animeface_seg.engine.runtimes.select import ONNX_RUNTIMES
+from animeface_seg.engine.runtimes.select import choose as choose_runtime
+from animeface_seg.engine.runtimes.torch_eager import TorchNetworks
+from animeface_seg.engine.weights import ABG, UNET, build, load, resolve, weights_fingerprint
 
 OutputSize = Literal["original", "processed"]
 Network = Union[nn.Module, Mapping[str, torch.Tensor]]
@@ -107,11 +112,17 @@ class Segmentor:
     ``place=False`` the networks are used where the caller put them (a host that manages
     model memory itself), otherwise they are moved to ``device`` in the chosen memory format.
 
+    ``runtime`` says what runs the networks (``runtimes/``): ``torch``, ``reference`` (the
+    original's exact arithmetic: nothing folded, default memory format, fp32), or on the CPU
+    ``onnxruntime`` / ``openvino`` (a cached ONNX export, ``runtimes/export.py``); ``auto`` is
+    the fastest installed for the device and precision (``runtimes/select.py``).
+
     With ``fold_batchnorm`` (the default) every batch norm is folded into its convolution
     (``optimize.py``: one pass fewer over the activations, same results within rounding).
     Modules passed in are never changed: a folded copy is made (a host's own module, e.g.
     ComfyUI's, is left as it was and, with ``place=False``, the copy stays on its device);
-    ``fold_batchnorm=False`` runs the given modules as they are, the exact unfolded path.
+    ``fold_batchnorm=False`` runs the given modules as they are, the exact unfolded path. It
+    concerns the ``torch`` runtime: the ONNX runtimes always run folded networks, ``reference`` never.
     """
 
     def __init__(
@@ -124,18 +135,56 @@ class Segmentor:
         output_size: OutputSize = "original",
         place: bool = True,
         fold_batchnorm: bool = True,
+        runtime: str = "auto",
     ) -> None:
+        self._setup(device, precision, output_size, runtime, place, fold_batchnorm)
+        unet_module = self._fold(unet, UNET)
+        isnet_module = None if isnet is None else self._fold(isnet, ABG)
+        if self.runtime in ONNX_RUNTIMES:
+            key = export.ExportKey(export.module_digest(unet_module),
+                                   None if isnet_module is None else export.module_digest(isnet_module))
+            self.networks = self._onnx_networks(key, lambda: (unet_module, isnet_module))
+        else:
+            self.networks = TorchNetworks(self.runtime, self._place(unet_module, place),
+                                          None if isnet_module is None else self._place(isnet_module, place),
+                                          self.device, self.dtype, self.memory_format)
+
+    def _setup(self, device: str | torch.device, precision: str, output_size: OutputSize, runtime: str,
+               place: bool, fold_batchnorm: bool) -> None:
+        """Device, precision, output size, runtime and folding: what both constructors decide first.
+
+        The ONNX runtimes always run the folded networks (one export per weights); ``reference`` never."""
         if output_size not in ("original", "processed"):
             raise SettingError(f"output_size must be 'original' or 'processed', not {output_size!r}",
                                setting="output_size")
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.dtype = select_dtype(self.device, precision)
         self.output_size = output_size
-        self.memory_format = memory_format(self.device, self.dtype)
-        self.fold_batchnorm = fold_batchnorm
-        self.unet = self._place(self._fold(unet, UNET), place)
-        self.isnet = None if isnet is None else self._place(self._fold(isnet, ABG), place)
+        precision_name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        native_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16 and cpu_has_native_bf16()
+        self.runtime = choose_runtime(runtime, self.device.type, precision_name, place=place,
+                                      native_bf16=native_bf16)
+        reference = self.runtime == "reference"
+        self.memory_format = torch.contiguous_format if reference else memory_format(self.device, self.dtype)
+        self.fold_batchnorm = self.runtime in ONNX_RUNTIMES or (fold_batchnorm and not reference)
         self._palette = palette_tensor(self.device)
+
+    def _onnx_networks(self, key: export.ExportKey, modules) -> Networks:
+        """The ONNX runtime's networks for ``key``: from the cache, else exported from ``modules()``
+        (a callable returning the folded unet and isnet, only called when the export is missing)."""
+        found = export.cached(key)
+        if found is None:
+            unet_module, isnet_module = modules()
+            fingerprints = {"unet": weights_fingerprint(unet_module),
+                            "abg": None if isnet_module is None else weights_fingerprint(isnet_module)}
+            found = export.export(key, lambda: StackedNetworks(unet_module, isnet_module), fingerprints)
+        if self.runtime == "onnxruntime":
+            from animeface_seg.engine.runtimes.onnxruntime_session import OnnxRuntimeNetworks
+
+            return OnnxRuntimeNetworks(found)
+        from animeface_seg.engine.runtimes.openvino_model import OpenVinoNetworks
+
+        return OpenVinoNetworks(found, self.dtype)
 
     @classmethod
     def from_pretrained(
@@ -150,24 +199,59 @@ class Segmentor:
         """Find and load both checkpoints (paths, weights folder, ``$ANIMEFACE_SEG_WEIGHTS``, hub cache,
         download), then build a ``Segmentor``; ``options`` are those of the constructor.
 
-        The mask network is only looked for and loaded when the background is removed.
+        The mask network is only looked for and loaded when the background is removed. With an
+        ONNX runtime whose export of these files is cached, the checkpoints are not loaded at all.
         """
-        unet_module = load(UNET, resolve(UNET, unet, weights_dir))
-        isnet_module = load(ABG, resolve(ABG, abg, weights_dir)) if remove_background else None
-        if options.get("fold_batchnorm", True):  # these modules are ours alone: fold without a copy
-            unet_module = fold_batchnorm(unet_module, inplace=True)
-            isnet_module = None if isnet_module is None else fold_batchnorm(isnet_module, inplace=True)
-        return cls(unet_module, isnet_module, **options)
+        unknown = set(options) - {"device", "precision", "output_size", "place", "fold_batchnorm", "runtime"}
+        if unknown:
+            raise TypeError(f"Segmentor.from_pretrained() got unexpected options: {', '.join(sorted(unknown))}")
+        unet_path = resolve(UNET, unet, weights_dir)
+        abg_path = resolve(ABG, abg, weights_dir) if remove_background else None
+        self = cls.__new__(cls)
+        self._setup(options.get("device", "auto"), options.get("precision", "auto"),
+                    options.get("output_size", "original"), options.get("runtime", "auto"),
+                    options.get("place", True), options.get("fold_batchnorm", True))
+        fold = self.fold_batchnorm
+
+        def modules() -> tuple[nn.Module, nn.Module | None]:
+            unet_module = load(UNET, unet_path)
+            isnet_module = None if abg_path is None else load(ABG, abg_path)
+            if fold:  # these modules are ours alone: fold without a copy
+                unet_module = fold_batchnorm(unet_module, inplace=True)
+                isnet_module = None if isnet_module is None else fold_batchnorm(isnet_module, inplace=True)
+            return unet_module, isnet_module
+
+        if self.runtime in ONNX_RUNTIMES:
+            key = export.ExportKey(export.file_digest(unet_path),
+                                   None if abg_path is None else export.file_digest(abg_path))
+            self.networks = self._onnx_networks(key, modules)
+            return self
+        return cls(*modules(), **{**options, "fold_batchnorm": fold})
 
     @property
     def remove_background(self) -> bool:
         """Whether the mask network runs (and the UNet sees the character over white)."""
-        return self.isnet is not None
+        return self.networks.remove_background
+
+    @property
+    def unet(self) -> nn.Module | None:
+        """The UNet module with a torch runtime (None with an ONNX runtime)."""
+        return self.networks.stacked.unet if isinstance(self.networks, TorchNetworks) else None
+
+    @property
+    def isnet(self) -> nn.Module | None:
+        """The mask network's module with a torch runtime (None with an ONNX runtime, or no mask)."""
+        return self.networks.stacked.isnet if isinstance(self.networks, TorchNetworks) else None
+
+    @property
+    def fingerprints(self) -> dict[str, str | None]:
+        """Short digests of the weights (``unet``, ``abg``; None without mask network), as recorded in outputs."""
+        return self.networks.fingerprints
 
     @property
     def description(self) -> str:
-        """Device and precision in words, e.g. ``cpu, fp32``."""
-        return describe(self.device, self.dtype)
+        """Device, precision and runtime in words, e.g. ``cpu, fp32, onnxruntime``."""
+        return f"{describe(self.device, self.dtype)}, {self.runtime}"
 
     def _fold(self, network: Network, spec) -> nn.Module:
         """The module to run: built from a state dict (ours, folded in place), or the caller's
@@ -182,11 +266,6 @@ class Segmentor:
     def _place(self, model: nn.Module, place: bool) -> nn.Module:
         model = model.eval()
         return model.to(self.device).to(memory_format=self.memory_format) if place else model
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def prepare(self, image: RGBImage) -> Prepared:
         """Move one image (H x W x 3 uint8 array, or (3, H, W) uint8 tensor) to the device, resize and pad it."""
@@ -223,7 +302,7 @@ class Segmentor:
         try:
             classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
             return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - each runtime words an allocation failure its own way
             if not _out_of_memory(exc):
                 raise
             if len(batch) == 1:
@@ -236,21 +315,12 @@ class Segmentor:
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The networks alone on a padded (N, 3, H, W) uint8 batch on the device.
+        """The networks alone on a padded (N, 3, H, W) uint8 batch on the device, run by the runtime.
 
         Returns (N, H, W) uint8 class indices and the (N, H, W) float mask (None when the
         background is kept), both still padded and on the device.
         """
-        rgb = pixels.float().contiguous(memory_format=self.memory_format)
-        masks = None
-        with self._autocast():
-            if self.isnet is not None:
-                masks = self.isnet(rgb / 255.0).float()
-                # The reference composites over white and truncates to uint8 before the UNet.
-                rgb = (masks * rgb + 255.0 * (1.0 - masks)).trunc_()
-                masks = masks[:, 0]
-            logits = self.unet(rgb / 255.0)
-        return logits.argmax(1).to(torch.uint8), masks
+        return self.networks(pixels)
 
     def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> DeviceSegmentation:
         """Crop the padding, bring to the asked size and colour, still on the device."""
@@ -313,8 +383,10 @@ class Segmentor:
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation failure (torch raises a plain RuntimeError for the CPU allocator)."""
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc)
+    """Whether ``exc`` is an allocation failure (torch's CPU allocator and ONNX Runtime raise plain errors)."""
+    text = str(exc)
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(
+        phrase in text for phrase in ("allocate memory", "bad_alloc", "bad allocation"))
 
 
 def _last_line(exc: BaseException) -> str:

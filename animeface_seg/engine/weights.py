@@ -9,6 +9,7 @@ and why. Checkpoints are read with ``torch.load(weights_only=True)``: nothing is
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from animeface_seg.engine.models import ISNet, UNet
 
 #: Environment variable naming a directory that holds both checkpoint files.
 WEIGHTS_ENV = "ANIMEFACE_SEG_WEIGHTS"
+#: Bytes of each tensor that go into a weights fingerprint (with every name, shape and dtype).
+_SAMPLE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -213,3 +216,16 @@ def load_unet(path: str | Path | None = None, weights_dir: str | Path | None = N
 def load_isnet(path: str | Path | None = None, weights_dir: str | Path | None = None) -> ISNet:
     """Build the ISNet mask network and load ``isnetis.ckpt`` into it (CPU, eval mode)."""
     return load(ABG, resolve(ABG, path, weights_dir))
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short digest of a network's weights: every tensor's name, shape, dtype and first 64 KB.
+
+    Cheap (no full pass over hundreds of MB) and independent of where the file was found.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        data = tensor.detach().flatten()[: _SAMPLE_BYTES // max(1, tensor.element_size())]
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(data.to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v2
 
+from animeface_seg.engine.models.mobilenet import mobilenet_v2_features
 from animeface_seg.engine.palette import NUM_CLASSES
 
 
@@ -32,7 +32,7 @@ class UNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        features = list(mobilenet_v2(weights=None).features)
+        features = mobilenet_v2_features()
         # Re-wrapped so each block numbers its layers from 0, as the checkpoint does.
         self.en_block0 = nn.Sequential(*features[0:2])
         self.en_block1 = nn.Sequential(*features[2:4])

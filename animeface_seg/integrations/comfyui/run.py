@@ -28,7 +28,7 @@ def segment(image: torch.Tensor, remove_background: bool = True, resolution: int
     device = unet.load_device
     precision = "fp16" if device.type == "cuda" and mm.should_use_fp16(device) else "fp32"
     segmentor = Segmentor(unet.model, isnet[0].model if isnet else None, device=device, precision=precision,
-                          output_size=output_size, place=False)
+                          output_size=output_size, place=False, runtime="torch")
     batch_size = default_batch_size(device)
     progress = comfy.utils.ProgressBar(len(pixels))
     results = []

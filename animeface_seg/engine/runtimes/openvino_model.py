@@ -1,0 +1,40 @@
+"""The OpenVINO runtime: the cached export compiled for the CPU, f32 unless bf16 is asked for.
+
+The compiled model is cached by OpenVINO in the cache folder's ``openvino/`` (its own key covers
+its version, the CPU and these settings). The inference precision is always set explicitly: left alone, OpenVINO computes in bf16 on CPUs
+with AMX, which would change results without being asked (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from animeface_seg.engine.runtimes.export import Export, cache_dir
+from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
+
+_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+class OpenVinoNetworks:
+    """One compiled model and one infer request, tuned for latency on the available CPUs."""
+
+    name = "openvino"
+
+    def __init__(self, export: Export, dtype: torch.dtype = torch.float32) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        self._compiled = core.compile_model(str(export.path), "CPU", {
+            "INFERENCE_PRECISION_HINT": _PRECISIONS[dtype],
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": available_cpus(),
+            "CACHE_DIR": str(cache_dir() / "openvino"),  # compiled blobs, keyed by OpenVINO itself (version, CPU, settings)
+        })
+        self._request = self._compiled.create_infer_request()
+        self.fingerprints = export.fingerprints
+        self.remove_background = export.remove_background
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        results = self._request.infer({0: pixels.cpu().numpy()})
+        outputs = [torch.from_numpy(results[port]) for port in self._compiled.outputs]
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)

@@ -1,0 +1,167 @@
+"""Runtimes: how ``auto`` chooses, the ONNX export cache, and the reference path's exactness."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import onnxruntime
+
+from animeface_seg.engine.runtimes import export
+from animeface_seg.engine.runtimes.onnxruntime_session import _cpu_key
+from animeface_seg.engine.runtimes.select import RuntimeChoiceError, choose, installed
+from conftest import REPO, agreement, read_rgb
+
+
+def test_auto_takes_the_fastest_installed_runtime_on_cpu_and_torch_elsewhere():
+    assert choose("auto", "cpu", "fp32") == "onnxruntime"  # onnxruntime is part of the default install
+    assert choose("AUTO", "cuda", "fp16") == "torch"
+    assert choose("auto", "cpu", "fp32", place=False) == "torch"  # a host's own modules
+    assert choose("auto", "cpu", "bf16", native_bf16=False) == "torch"
+    assert choose("auto", "cpu", "bf16", native_bf16=True) == ("openvino" if installed("openvino") else "torch")
+    assert choose("reference", "cuda", "fp32") == "reference"
+
+
+@pytest.mark.parametrize("runtime, device, precision, native, words", [
+    ("onnx", "cpu", "fp32", False, "unknown runtime 'onnx'"),
+    ("reference", "cpu", "bf16", True, "fp32 only"),
+    ("onnxruntime", "cuda", "fp16", False, "CPU only"),
+    ("onnxruntime", "cpu", "bf16", True, "fp32 only; for bf16 use openvino or torch"),
+    ("openvino", "cpu", "bf16", False, "native bf16"),
+])
+def test_impossible_runtime_choices_are_refused_with_the_reason(runtime, device, precision, native, words):
+    with pytest.raises(RuntimeChoiceError, match=words) as info:
+        choose(runtime, device, precision, native_bf16=native)
+    assert info.value.setting == "runtime"
+
+
+def test_a_missing_runtime_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an environment without it imports
+    with pytest.raises(RuntimeChoiceError, match=r"pip install 'animeface-seg\[openvino\]'"):
+        choose("openvino", "cpu", "fp32")
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ANIMEFACE_SEG_CACHE", str(tmp_path / "mine"))
+    assert export.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("ANIMEFACE_SEG_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert export.cache_dir() == tmp_path / "xdg" / "animeface-seg"
+
+
+def test_export_key_depends_on_every_weight_and_the_kind():
+    paths = {export.ExportKey("a", "b").path, export.ExportKey("a", "c").path, export.ExportKey("d", "b").path,
+             export.ExportKey("a", None).path}
+    assert len(paths) == 4
+    assert export.ExportKey("a", None).path.name.startswith("keep-background-")
+    assert export.ExportKey("a", "b").path == export.ExportKey("a", "b").path
+
+
+def test_a_cached_export_is_used_without_reading_the_checkpoints(weights_dir, tmp_path, reference):
+    """Once exported, a checkpoint is identified by its recorded digest (path, size, time) and never
+    loaded: a same-size, same-time file of zeros still runs the cached networks."""
+    from animeface_seg import Segmentor
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    unet = folder / "UNet.pth"
+    unet.write_bytes((weights_dir / "UNet.pth").read_bytes())
+    first = Segmentor.from_pretrained(unet=unet, device="cpu", runtime="onnxruntime", remove_background=False,
+                                      output_size="processed")
+    onnx_files = sorted(p for p in export.cache_dir().glob("onnx/keep-background-*.onnx") if ".ort-" not in p.name)
+    assert onnx_files and not list(export.cache_dir().glob("onnx/.*.tmp"))
+    stat = unet.stat()
+    unet.write_bytes(bytes(stat.st_size))
+    os.utime(unet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = Segmentor.from_pretrained(unet=unet, device="cpu", runtime="onnxruntime", remove_background=False,
+                                      output_size="processed")
+    # The export, and beside it the graph ONNX Runtime optimised for this CPU, which the second session loaded.
+    assert len(onnx_files) == 1 and sorted(export.cache_dir().glob("onnx/keep-background-*.onnx")) == onnx_files + [
+        onnx_files[0].with_name(f"{onnx_files[0].stem}.ort-{onnxruntime.__version__}-{_cpu_key()}.onnx")]
+    case = reference / "golden" / "square" / "input.png"
+    assert np.array_equal(first([case])[0].classes, again([case])[0].classes)
+    assert again.fingerprints == first.fingerprints and again.fingerprints["abg"] is None
+
+
+def test_other_weights_get_their_own_export(weights_dir, reference):
+    """Modules passed in are exported under a digest of their tensors: changed weights, another file."""
+    from animeface_seg import Segmentor
+    from animeface_seg.engine.weights import UNET, load_state_dict
+
+    state = load_state_dict(UNET, weights_dir / "UNet.pth")
+    before = set(export.cache_dir().glob("onnx/*.json"))
+    same = Segmentor(state, device="cpu", runtime="onnxruntime", output_size="processed")
+    changed_state = {k: (-v if k == "de_block0.1.weight" else v) for k, v in state.items()}
+    changed = Segmentor(changed_state, device="cpu", runtime="onnxruntime", output_size="processed")
+    assert len(set(export.cache_dir().glob("onnx/*.json")) - before) == 2
+    assert same.fingerprints["unet"] != changed.fingerprints["unet"]
+    case = reference / "golden" / "square" / "input.png"
+    assert agreement(same([case])[0].colors, changed([case])[0].colors) < 0.5
+
+
+def test_two_processes_exporting_at_once_both_succeed_and_leave_one_whole_file(weights_dir, tmp_path):
+    cache = tmp_path / "cache"
+    code = ("import sys; from animeface_seg import Segmentor; "
+            "s = Segmentor.from_pretrained(unet=sys.argv[1], device='cpu', runtime='onnxruntime', "
+            "remove_background=False); print(s.runtime)")
+    env = {**os.environ, "ANIMEFACE_SEG_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(weights_dir / "UNet.pth")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and stdout.split() == ["onnxruntime"], stderr
+    assert len(list(cache.glob("onnx/*.onnx"))) == 2 and len(list(cache.glob("onnx/*.json"))) == 1  # export, optimised
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    import onnx
+
+    onnx.checker.check_model(str(next(p for p in cache.glob("onnx/*.onnx") if ".ort-" not in p.name)))
+
+
+def test_reference_runtime_runs_the_original_arithmetic_bit_for_bit(weights_dir, runtime_segmentor, reference):
+    """``reference``: unfolded modules, default memory format, fp32, the composite truncated as the
+    original does; its outputs equal those of the networks run by hand that way."""
+    from animeface_seg.engine.optimize import count_batchnorms
+    from animeface_seg.engine.weights import load_isnet, load_unet
+
+    seg = runtime_segmentor("reference")
+    assert count_batchnorms(seg.isnet) == 112 and count_batchnorms(seg.unet) == 48
+    assert seg.memory_format == torch.contiguous_format and seg.dtype == torch.float32
+    unet, isnet = load_unet(weights_dir / "UNet.pth"), load_isnet(weights_dir / "isnetis.ckpt")
+    case = reference / "golden" / "wide" / "input.png"
+    prepared = seg.prepare(read_rgb(case))
+    with torch.inference_mode():
+        rgb = prepared.pixels[None].float()
+        mask = isnet(rgb / 255.0)
+        composite = (mask * rgb + 255.0 * (1.0 - mask)).to(torch.uint8).float()
+        classes = torch.softmax(unet(composite / 255.0), 1).argmax(1).to(torch.uint8)
+        ours_classes, ours_mask = seg.forward(prepared.pixels[None])
+    assert torch.equal(ours_classes, classes) and torch.equal(ours_mask, mask[:, 0])
+
+
+def test_thread_count_follows_the_affinity_mask_and_omp_num_threads(monkeypatch):
+    from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert available_cpus() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert available_cpus() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_an_unwritable_cache_is_one_clear_error(weights_dir, tmp_path, monkeypatch):
+    from animeface_seg import Segmentor
+    from animeface_seg.engine.errors import EngineError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("ANIMEFACE_SEG_CACHE", str(blocker / "cache"))
+    with pytest.raises(EngineError, match=r"cannot write the networks' ONNX export to .*ANIMEFACE_SEG_CACHE") as info:
+        Segmentor.from_pretrained(unet=weights_dir / "UNet.pth", device="cpu", runtime="onnxruntime",
+                                  remove_background=False)
+    assert info.value.setting == "cache"
