@@ -13,7 +13,7 @@ front-ends). Importing this package is cheap: torch loads with the first engine 
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _ENGINE_NAMES = ("DeviceSegmentation", "Segmentation", "Segmentor")
 
