@@ -62,11 +62,12 @@ def test_export_key_depends_on_every_weight_and_the_kind():
     assert export.ExportKey("a", "b").path == export.ExportKey("a", "b").path
 
 
-def test_a_cached_export_is_used_without_reading_the_checkpoints(weights_dir, tmp_path, reference):
+def test_a_cached_export_is_used_without_reading_the_checkpoints(weights_dir, tmp_path, reference, monkeypatch):
     """Once exported, a checkpoint is identified by its recorded digest (path, size, time) and never
     loaded: a same-size, same-time file of zeros still runs the cached networks."""
     from animeface_seg import Segmentor
 
+    monkeypatch.setenv("ANIMEFACE_SEG_CACHE", str(tmp_path / "cache"))  # a cache of its own: counts its files
     folder = tmp_path / "weights"
     folder.mkdir()
     unet = folder / "UNet.pth"
@@ -88,11 +89,12 @@ def test_a_cached_export_is_used_without_reading_the_checkpoints(weights_dir, tm
     assert again.fingerprints == first.fingerprints and again.fingerprints["abg"] is None
 
 
-def test_other_weights_get_their_own_export(weights_dir, reference):
+def test_other_weights_get_their_own_export(weights_dir, reference, tmp_path, monkeypatch):
     """Modules passed in are exported under a digest of their tensors: changed weights, another file."""
     from animeface_seg import Segmentor
     from animeface_seg.engine.weights import UNET, load_state_dict
 
+    monkeypatch.setenv("ANIMEFACE_SEG_CACHE", str(tmp_path / "cache"))  # a cache of its own: counts its files
     state = load_state_dict(UNET, weights_dir / "UNet.pth")
     before = set(export.cache_dir().glob("onnx/*.json"))
     same = Segmentor(state, device="cpu", runtime="onnxruntime", output_size="processed")
