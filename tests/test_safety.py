@@ -216,6 +216,17 @@ def test_skip_existing_redoes_outputs_made_with_other_settings(run_cli, tmp_path
     assert _records(fourth.stdout)["a.png"]["status"] == "ok" and (out / "a_mask.png").is_file()
 
 
+def test_skip_existing_redoes_outputs_made_at_another_precision(run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (64, 48))
+    out = tmp_path / "out"
+    args = (str(tmp_path / "in"), "-o", str(out), "--keep-background", "--size", "processed", "--device", "cpu")
+    assert run_cli(*args, "--precision", "fp32").returncode == 0
+    redo = _records(run_cli(*args, "--precision", "bf16", "--skip-existing", "--json").stdout)["a.png"]
+    assert redo["status"] == "ok" and "precision 'fp32' (now 'bf16')" in redo["reason"], redo
+    again = _records(run_cli(*args, "--precision", "bf16", "--skip-existing", "--json").stdout)["a.png"]
+    assert again["status"] == "skipped" and again["reason"] == "already done"
+
+
 def test_json_into_a_pipe_that_closes_ends_cleanly(weights_dir, tmp_path):
     for i in range(6):
         make_image(tmp_path / "in" / f"i{i}.png", (64, 64), seed=i)
