@@ -290,8 +290,7 @@ class OutputClaims:
         mine = (path, job, kind)
         if key in self.files:
             other = self.files[key]
-            self.conflicts.append((f"{shown(path)}: {_what(other)}, but a folder must go there for "
-                                   f"{_what(mine)}", _HINT_FOLDER))
+            self.conflicts.append(_folder_in_the_way(path, other, mine))
         elif key in self.clips:
             other = self.clips[key]
             hint = _HINT_SAME if other[0] == path else _HINT_FOLDING
@@ -312,8 +311,7 @@ class OutputClaims:
         key = self._key(path)
         mine = (path, job, kind)
         if key in self.clips:
-            self.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
-                                   f"{_what(self.clips[key])}", _HINT_FOLDER))
+            self.conflicts.append(_folder_in_the_way(path, mine, self.clips[key]))
             return
         clip = self._clip_above(key)
         if clip:
@@ -328,8 +326,7 @@ class OutputClaims:
             return
         if key in self.folders:
             other = self.folders[key]
-            self.conflicts.append((f"{shown(path)}: {_what(mine)}, but a folder must go there for "
-                                   f"{_what(other)}", _HINT_FOLDER))
+            self.conflicts.append(_folder_in_the_way(path, mine, other))
             return
         self.files[key] = mine
         self._hold_parents(key, mine)
@@ -342,8 +339,7 @@ class OutputClaims:
             self.folders[parent] = mine
             if parent in self.files:
                 other = self.files[parent]
-                self.conflicts.append((f"{shown(other[0])}: {_what(other)}, but a folder must go there for "
-                                       f"{_what(mine)}", _HINT_FOLDER))
+                self.conflicts.append(_folder_in_the_way(other[0], other, mine))
             parent = parent[:-1]
 
 
@@ -353,6 +349,12 @@ def _planned_outputs(plan: Plan) -> OutputClaims:
         if job.runnable:
             outputs.claim(job)
     return outputs
+
+
+def _folder_in_the_way(at: Path, file: tuple[Path, Job, OutputKind],
+                       folder: tuple[Path, Job, OutputKind]) -> tuple[str, str]:
+    """The conflict of a claimed file at ``at`` where a folder must go for another claim."""
+    return f"{shown(at)}: {_what(file)}, but a folder must go there for {_what(folder)}", _HINT_FOLDER
 
 
 def _inside(inner: tuple[Path, Job, OutputKind], clip: tuple[Path, Job, OutputKind]) -> str:
