@@ -99,4 +99,7 @@ def configure_process() -> None:
     keep_freed_memory()
     Image.MAX_IMAGE_PIXELS = None
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # The first ONNX export notes that the UNet's instance norms use per-image statistics: that is how the
+    # network computes them (no running statistics), so the export is right and the note is noise here.
+    warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL", category=UserWarning)
     install_signal_handlers()

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -147,8 +146,7 @@ def export(key: ExportKey, build: Callable[[], StackedNetworks], fingerprints: d
     try:
         with atomic_path(key.path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps({"fingerprints": fingerprints, "export_version": EXPORT_VERSION}))
-        with atomic_path(key.path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        with atomic_path(key.path) as tmp:  # its DeprecationWarning is hidden by Python's default filters
             torch.onnx.export(stacked, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                               input_names=["pixels"], output_names=outputs, dynamic_axes=axes)
     except OSError as exc:
