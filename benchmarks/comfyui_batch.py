@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from animeface_seg.engine import geometry
+from animeface_seg.engine.geometry import device as device_geometry
 from animeface_seg.engine.device import default_batch_size, describe, select_device, select_dtype
 from animeface_seg.engine.segmentor import Segmentor
 from animeface_seg.engine.weights import ABG, UNET, load
@@ -76,7 +77,7 @@ def original(weights: Path, image: torch.Tensor, device: torch.device) -> tuple[
     for one in image:
         np_image = np.asarray(one.cpu() * 255.0, dtype=np.uint8)
         h, w = geometry.processed_size(*np_image.shape[:2])
-        padded = geometry.prepare(torch.from_numpy(np_image).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        padded = device_geometry.prepare(torch.from_numpy(np_image).permute(2, 0, 1)).permute(1, 2, 0).numpy()
         feed = torch.from_numpy(padded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
         mask = isnet(feed)[0].permute(1, 2, 0).cpu().numpy()
         composite = (mask * padded + 255 * (1 - mask)).astype(np.uint8)

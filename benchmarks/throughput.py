@@ -52,6 +52,7 @@ from animeface_seg.batch.settings import RunSettings
 from animeface_seg.cli.process_setup import configure_process
 from animeface_seg.batch.writers import PNG_COMPRESS_LEVEL
 from animeface_seg.engine import geometry
+from animeface_seg.engine.geometry import device as device_geometry
 from animeface_seg.engine.batcher import ShapeBatcher
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.device import describe, memory_format, select_device, select_dtype
@@ -162,14 +163,14 @@ def baseline(folder: Path, weights: Path, out: Path, device: str, keep_backgroun
         pixels = torch.from_numpy(load_rgb(path)).to(dev).permute(2, 0, 1)
         size = tuple(pixels.shape[1:])
         h, w = geometry.processed_size(*size)
-        rgb = geometry.prepare(pixels)[None].float()
+        rgb = device_geometry.prepare(pixels)[None].float()
         if isnet is not None:
             mask = isnet(rgb / 255.0)
             rgb = (mask * rgb + 255.0 * (1.0 - mask)).trunc()
-            mask = geometry.resize_mask(mask[0, 0, :h, :w], size)
+            mask = device_geometry.resize_mask(mask[0, 0, :h, :w], size)
             mask_u8 = (mask * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
             Image.fromarray(mask_u8).save(out / f"{path.stem}_mask.png", compress_level=PNG_COMPRESS_LEVEL)
-        classes = geometry.resize_classes(unet(rgb / 255.0).argmax(1)[0, :h, :w].to(torch.uint8), size)
+        classes = device_geometry.resize_classes(unet(rgb / 255.0).argmax(1)[0, :h, :w].to(torch.uint8), size)
         colors = palette[classes.long()].cpu().numpy()
         Image.fromarray(colors).save(out / f"{path.stem}.png", compress_level=PNG_COMPRESS_LEVEL)
     return len(paths) / (time.perf_counter() - start)

@@ -119,7 +119,7 @@ def test_extremely_elongated_image_is_refused_before_allocation():
     import torch
 
     from animeface_seg.engine.errors import ImageShapeError
-    from animeface_seg.engine.geometry import prepare
+    from animeface_seg.engine.geometry.device import prepare
 
     with pytest.raises(ImageShapeError, match="with its short side at 512 it would be processed at"):
         prepare(torch.zeros(3, 4, 5000, dtype=torch.uint8))

@@ -11,6 +11,7 @@ from PIL import Image
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.writers import render
 from animeface_seg.engine import geometry
+from animeface_seg.engine.geometry import device
 from animeface_seg.engine.segmentor import Segmentation
 
 
@@ -39,7 +40,7 @@ def test_whole_factor_shrink_matches_opencv_on_exact_ties():
 
     size = geometry.processed_size(3072, 3072)
     assert size == (512, 512) and geometry.whole_factors(3072, 3072, *size) == (6, 6)
-    ours = geometry.resize_uint8(torch.from_numpy(image).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
+    ours = device.resize_uint8(torch.from_numpy(image).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
     assert np.array_equal(ours, expected)
 
 
@@ -49,7 +50,7 @@ def test_two_by_two_blocks_round_ties_half_up():
     image[0:2, 0:2, :] = np.array([[1, 1], [0, 0]])[:, :, None]
     image[0:2, 2:4, :] = np.array([[1, 2], [1, 2]])[:, :, None]
     image[0:2, 4:6, :] = np.array([[3, 2], [2, 3]])[:, :, None]
-    ours = geometry.resize_uint8(torch.from_numpy(image).permute(2, 0, 1), (2, 3)).permute(1, 2, 0).numpy()
+    ours = device.resize_uint8(torch.from_numpy(image).permute(2, 0, 1), (2, 3)).permute(1, 2, 0).numpy()
     assert ours[0, :, 0].tolist() == [1, 2, 3]
     assert (ours[1] == 0).all()
 
@@ -84,8 +85,8 @@ def _first_inside(line: np.ndarray) -> int:
 def test_map_and_mask_share_one_pixel_grid(processed, original):
     box = (101, 377, 57, 411)
     classes, mask = _map_and_mask(processed, box)
-    big_map = geometry.resize_classes(classes, original).numpy()
-    big_mask = geometry.resize_mask(mask, original).numpy()
+    big_map = device.resize_classes(classes, original).numpy()
+    big_mask = device.resize_mask(mask, original).numpy()
     for axis, (start, _) in ((0, box[0:2]), (1, box[2:4])):
         n_in, n_out = processed[axis], original[axis]
         edge = start * n_out / n_in  # where the rectangle's edge lies, in original pixels
@@ -114,9 +115,9 @@ def test_cutout_and_overlay_use_the_same_grid():
                           (0.5,) * 7, 0.5)
     source = np.zeros((*original, 3), dtype=np.uint8)
     alpha = np.array(render(result, OutputKind.CUTOUT, source))[..., 3]
-    expected = geometry.resize_mask(mask, original).mul(255).round().numpy()
+    expected = device.resize_mask(mask, original).mul(255).round().numpy()
     assert np.abs(alpha.astype(int) - expected).max() <= 1
-    big_map = geometry.resize_classes(classes, original).numpy()
+    big_map = device.resize_classes(classes, original).numpy()
     assert ((alpha >= 128) == (big_map == 1)).mean() > 0.999
     source = np.full((*original, 3), 200, dtype=np.uint8)
     overlay = np.array(render(result, OutputKind.OVERLAY, source))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from animeface_seg.engine import geometry as preprocess
+from animeface_seg.engine.geometry import device as preprocess
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.segmentor import Prepared
 from conftest import GOLDEN_CASES, RUNTIMES, agreement, read_gray, read_rgb

@@ -167,3 +167,33 @@ def test_an_unwritable_cache_is_one_clear_error(weights_dir, tmp_path, monkeypat
         Segmentor.from_pretrained(unet=weights_dir / "UNet.pth", device="cpu", runtime="onnxruntime",
                                   remove_background=False)
     assert info.value.setting == "cache"
+
+
+def test_a_cpu_run_over_a_cached_export_never_imports_torch(weights_dir, runtime_segmentor, tmp_path):
+    """The start-up promise of issue 15: with the export cached, the command decodes, resizes, runs ONNX
+    Runtime and writes its PNGs without importing torch (about 1.8 s of every run), and its map equals
+    the library's on the same runtime."""
+    from PIL import Image
+
+    from conftest import make_image
+
+    seg = runtime_segmentor("onnxruntime")  # makes the export in the session's cache if no test did yet
+    inputs = tmp_path / "in"
+    make_image(inputs / "a.png", (300, 200), mode="RGBA", seed=3)
+    make_image(inputs / "b.jpg", (640, 480), seed=4)
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: sys.stderr.write(f\"torch imported: {'torch' in sys.modules}\\n\"))\n"
+              "from animeface_seg.cli import main\n"
+              "main()\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ANIMEFACE_SEG_WEIGHTS", None)
+    proc = subprocess.run([sys.executable, "-c", script, str(inputs), "-o", str(out), "--device", "cpu",
+                           "--weights-dir", str(weights_dir), "--size", "processed"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch imported: False" in proc.stderr and "onnxruntime" in proc.stderr
+    for name in ("a", "b"):
+        ours = np.asarray(Image.open(out / f"{name}.png").convert("RGB"))
+        expected = seg([inputs / f"{name}.{'png' if name == 'a' else 'jpg'}"])[0].colors
+        assert np.array_equal(ours, expected)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
-import torch
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
@@ -28,7 +27,6 @@ from animeface_seg.engine.segmentor import Segmentor
 KEY = "animeface-seg"
 #: Version of the output files' format; raise it when the same settings would give different files.
 FORMAT_VERSION = 1
-_PRECISIONS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class Signature:
         return cls(
             size=segmentor.output_size,
             keep_background=not segmentor.remove_background,
-            precision=_PRECISIONS.get(segmentor.dtype, str(segmentor.dtype)),
+            precision=segmentor.precision,
             unet=segmentor.fingerprints["unet"],
             abg=segmentor.fingerprints["abg"],
             layout=layout,

@@ -79,10 +79,11 @@ class Stages:
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
         self.signature = Signature.of(segmentor, layout=settings.layout)
         self.png_info = self.signature.png_info()
-        device = segmentor.device
-        self.budget = settings.memory_budget or memory.machine_budget(device.type, device.index)
+        device_type, _, index = segmentor.device_name.partition(":")
+        self.device_type = device_type
+        self.budget = settings.memory_budget or memory.machine_budget(device_type, int(index) if index else None)
         self._estimate = functools.partial(
-            memory.estimate, device_type=device.type, remove_background=segmentor.remove_background,
+            memory.estimate, device_type=device_type, remove_background=segmentor.remove_background,
             output_size=segmentor.output_size, kinds=settings.kinds)
         self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
         self.before_frame = functools.partial(memory.check, budget=self.budget, estimate=self._estimate)
@@ -171,8 +172,7 @@ class Stages:
 
     def batch_limit(self, shape: Hashable) -> int:
         """Most images of this padded shape one network batch may hold within the budget (at least 1)."""
-        device = self.segmentor.device.type
-        capacity = memory.batch_capacity(shape, self.budget, device, self.segmentor.remove_background)
+        capacity = memory.batch_capacity(shape, self.budget, self.device_type, self.segmentor.remove_background)
         return min(self.settings.batch_size, capacity)
 
     def segment(self, items: list[Decoded]) -> list[tuple[Decoded, Segmentation] | Outcome | None]:

@@ -12,14 +12,13 @@ from pathlib import PurePath
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from animeface_seg.batch.naming import CLASS_KINDS, OutputKind
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.batch.tempfiles import Writer
-from animeface_seg.engine import geometry
+from animeface_seg.engine.geometry import host as geometry
 from animeface_seg.engine.segmentor import Segmentation
 
 #: zlib level for every PNG: 1 is several times faster than Pillow's default 6 and the
@@ -33,16 +32,15 @@ def _mask_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The uint8 mask at ``size`` on the engine's pixel grid (``geometry.resize_mask``)."""
     if mask.shape == tuple(size):
         return mask
-    resized = geometry.resize_mask(torch.from_numpy(mask).float(), size)
-    return resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    resized = geometry.resize_mask(mask.astype(np.float32), size)
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
 
 
 def _source_at(source: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The source at ``size`` resized as the networks saw it (``geometry.resize_uint8``)."""
     if source.shape[:2] == tuple(size):
         return source
-    resized = geometry.resize_uint8(torch.from_numpy(source).permute(2, 0, 1), size)
-    return np.ascontiguousarray(resized.permute(1, 2, 0).numpy())
+    return geometry.resize_uint8(source, size)
 
 
 def render(result: Segmentation, kind: OutputKind, source: np.ndarray | None = None) -> Image.Image:

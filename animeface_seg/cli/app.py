@@ -236,11 +236,8 @@ def command(
     classes = _class_names(class_masks)
     from animeface_seg.engine.errors import EngineError
     from animeface_seg.batch.discovery import InputError
-    from animeface_seg.cli.process_setup import signals_deferred
 
     try:
-        with signals_deferred():  # a stop signal must not leave torch half imported: it is raised just after
-            import torch  # noqa: F401
         if fetch_weights:
             _fetch_weights(unet, abg, weights_dir)
             raise typer.Exit(ExitCode.OK)

@@ -10,7 +10,11 @@ orderly stop as Ctrl-C, raised once however many signals follow.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import signal
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -92,6 +96,47 @@ def signals_deferred() -> Iterator[None]:
             raise exc
 
 
+class _LoadedWhole(importlib.abc.Loader):
+    """A package's own loader, its module run with stop signals deferred (``signals_deferred``)."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with signals_deferred():
+            self.loader.exec_module(module)
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)  # get_source, resource readers...: the package's own loader answers
+
+
+class _ImportedWhole(importlib.abc.MetaPathFinder):
+    """Finds the named top-level packages as usual and has them loaded whole: a Ctrl-C in the middle of
+    ``import torch`` would leave a half-initialised extension behind that can crash the interpreter's
+    exit, so the signal is raised once the import is complete, wherever the package is first imported
+    (torch is imported lazily, only by runs that need it)."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LoadedWhole(spec.loader)
+        return spec
+
+
+def import_whole(*names: str) -> None:
+    """Have the top-level packages ``names`` imported with stop signals deferred (see ``_ImportedWhole``)."""
+    if not any(isinstance(finder, _ImportedWhole) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _ImportedWhole(frozenset(names)))
+
+
 def configure_process() -> None:
     """Apply the command's process-wide settings (call once, from the entry point)."""
     from PIL import Image
@@ -103,3 +148,4 @@ def configure_process() -> None:
     # network computes them (no running statistics), so the export is right and the note is noise here.
     warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL", category=UserWarning)
     install_signal_handlers()
+    import_whole("torch")

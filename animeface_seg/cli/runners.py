@@ -79,25 +79,23 @@ class LocalRunner(Runner):
 
     def start(self) -> None:
         self.segmentor = self.factory(**self.request.model, device=self.request.device)
-        if self.segmentor.device.type == "cuda":
+        if self.segmentor.device_name.startswith("cuda"):
             import torch
 
             torch.backends.cudnn.benchmark = True  # the command's choice: one shape per batch, many batches
 
     @property
     def device_type(self) -> str:
-        return self.segmentor.device.type
+        return self.segmentor.device_name.partition(":")[0]
 
     @property
     def description(self) -> str:
         return self.segmentor.description
 
     def notices(self) -> list[str]:
-        import torch
-
         from animeface_seg.engine.device import cpu_has_native_bf16
 
-        if self.device_type == "cpu" and self.segmentor.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        if self.device_type == "cpu" and self.segmentor.precision == "bf16" and not cpu_has_native_bf16():
             return ["note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here"]
         return []
 

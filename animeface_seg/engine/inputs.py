@@ -9,37 +9,49 @@ Tensors stay on their device.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
-from einops import rearrange
 from PIL import Image
 
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb_array
 from animeface_seg.engine.errors import ImageInputError
 
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
+if TYPE_CHECKING:
+    import torch
+
+ImageInput = Union[Image.Image, np.ndarray, "torch.Tensor", str, Path]
 #: One image ready for ``Segmentor.prepare``: H x W x 3 uint8 array, or (3, H, W) uint8 tensor.
-RGBImage = Union[np.ndarray, torch.Tensor]
+RGBImage = Union[np.ndarray, "torch.Tensor"]
+
+
+def is_tensor(image: object) -> bool:
+    """Whether ``image`` is a torch tensor; asked without importing torch (nothing is a tensor before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(image, torch.Tensor)
 
 
 def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats to uint8 by rounding, the exact inverse of the usual ``uint8 / 255``."""
+    import torch
+
     return (images.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _split_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
     """A tensor (one image or a batch) as a list of (3, H, W) uint8 tensors on its device."""
+    import torch
+
     if tensor.is_floating_point():
         if tensor.dim() == 3:
             tensor = tensor[None]
         if tensor.dim() != 4 or tensor.shape[-1] != 3:
             raise ImageInputError(f"float image tensors must be (B, H, W, 3) or (H, W, 3) in [0, 1], "
                                   f"not {tuple(tensor.shape)}")
-        return list(rearrange(float_to_uint8(tensor), "b h w c -> b c h w"))
+        return list(float_to_uint8(tensor).permute(0, 3, 1, 2))
     if tensor.dtype == torch.uint8:
         if tensor.dim() == 3:
             tensor = tensor[None]
@@ -64,11 +76,11 @@ def as_rgb(image: Image.Image | np.ndarray | str | Path, max_pixels: int | None 
 def as_rgb_images(images: ImageInput | Iterable[ImageInput],
                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[RGBImage]:
     """Any accepted input, one image or many (a batch tensor counts as many), as RGB images in order."""
-    if isinstance(images, (torch.Tensor, Image.Image, np.ndarray, str, Path)):
+    if is_tensor(images) or isinstance(images, (Image.Image, np.ndarray, str, Path)):
         images = [images]
     out: list[RGBImage] = []
     for image in images:
-        if isinstance(image, torch.Tensor):
+        if is_tensor(image):
             out.extend(_split_tensor(image))
         else:
             out.append(as_rgb(image, max_pixels))

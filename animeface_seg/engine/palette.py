@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +49,14 @@ def select_classes(spec: str) -> tuple[str, ...]:
         raise ValueError(f"unknown class{'es' if len(unknown) > 1 else ''} {listed}; choose from "
                          f"{', '.join(CLASS_NAMES)}, or all")
     return CLASS_NAMES if "all" in names else tuple(name for name in CLASS_NAMES if name in names)
+
+
+@functools.cache
+def palette_array() -> np.ndarray:
+    """The palette as a read-only (7, 3) uint8 array, for lookups ``palette[classes]``."""
+    palette = np.array(CLASS_COLORS, dtype=np.uint8)
+    palette.flags.writeable = False
+    return palette
 
 
 def palette_tensor(device: torch.device | str = "cpu") -> torch.Tensor:

@@ -2,41 +2,46 @@
 
 ``Segmentor`` takes built networks (modules or state dicts) and runs them on one device;
 ``Segmentor.from_pretrained`` finds and loads the checkpoint files first (see ``weights.py``).
-``prepare`` turns one image into the padded uint8 network input on the device; ``run`` and
-``run_on_device`` segment a batch of prepared images sharing one padded shape; ``__call__``
-and ``segment_on_device`` do both for any number of images of any sizes. Everything stays on
-the device until the final uint8 results are copied back, and only when asked.
+``prepare`` turns one image into the padded uint8 network input; ``run`` and ``run_on_device``
+segment a batch of prepared images sharing one padded shape; ``__call__`` and
+``segment_on_device`` do both for any number of images of any sizes.
+
+Two paths, one rule (``geometry``): with the torch runtimes everything stays on the device
+(``geometry.device``) until the final uint8 results are copied back, and only when asked; with
+the ONNX runtimes (CPU) images and results are numpy arrays on the host (``geometry.host``) and
+torch is never imported once the export is cached, which takes seconds off a run's start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, TypeVar, Union
 
 import numpy as np
-import torch
-from einops import rearrange
-from torch import nn
 
 from animeface_seg.engine import geometry
 from animeface_seg.engine.batcher import ShapeBatcher
+from animeface_seg.engine.device import (cpu_has_native_bf16, default_batch_size, describe, device_name,
+                                         precision_name, torch_dtype)
 from animeface_seg.engine.errors import OutOfMemory, SettingError
-from animeface_seg.engine.device import (cpu_has_native_bf16, default_batch_size, describe, memory_format,
-                                         select_device, select_dtype)
-from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images
-from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
-from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_tensor
-from animeface_seg.engine.models.stacked import StackedNetworks
+from animeface_seg.engine.geometry import host as host_geometry
+from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images, is_tensor
+from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_array, palette_tensor
 from animeface_seg.engine.runtimes import Networks, export
 from animeface_seg.engine.runtimes.select import ONNX_RUNTIMES
 from animeface_seg.engine.runtimes.select import choose as choose_runtime
-from animeface_seg.engine.runtimes.torch_eager import TorchNetworks
-from animeface_seg.engine.weights import ABG, UNET, build, load, resolve, weights_fingerprint
+from animeface_seg.engine.weights import ABG, UNET, load, resolve
+
+if TYPE_CHECKING:  # torch is imported only on the torch runtimes' path (and to export once)
+    import torch
+    from torch import nn
 
 OutputSize = Literal["original", "processed"]
-Network = Union[nn.Module, Mapping[str, torch.Tensor]]
+Network = Union["nn.Module", Mapping[str, "torch.Tensor"]]
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -83,7 +88,7 @@ class DeviceSegmentation:
 
     def class_mask(self, name: str) -> torch.Tensor:
         """(H, W) uint8 mask of one class, 255 where the map has it, else 0; on the device like ``classes``."""
-        return (self.classes == class_index(name)).to(torch.uint8).mul_(255)
+        return (self.classes == class_index(name)).to(self.classes.dtype).mul_(255)
 
     def to_host(self) -> Segmentation:
         """Copy to numpy (waits for the device)."""
@@ -92,16 +97,17 @@ class DeviceSegmentation:
 
 @dataclass
 class Prepared:
-    """An image turned into network input: padded (3, H_pad, W_pad) uint8 on the device."""
+    """An image turned into network input: padded (3, H_pad, W_pad) uint8, a numpy array for the
+    ONNX runtimes (host), else a tensor on the device."""
 
-    pixels: torch.Tensor
+    pixels: np.ndarray | torch.Tensor
     original_size: tuple[int, int]
     processed_size: tuple[int, int]
 
     @property
     def padded_shape(self) -> tuple[int, int]:
         """Images with the same padded shape can share a batch."""
-        return tuple(self.pixels.shape[1:])
+        return tuple(int(n) for n in self.pixels.shape[1:])
 
 
 class Segmentor:
@@ -145,35 +151,65 @@ class Segmentor:
                                    None if isnet_module is None else export.module_digest(isnet_module))
             self.networks = self._onnx_networks(key, lambda: (unet_module, isnet_module))
         else:
+            from animeface_seg.engine.runtimes.torch_eager import TorchNetworks
+
             self.networks = TorchNetworks(self.runtime, self._place(unet_module, place),
                                           None if isnet_module is None else self._place(isnet_module, place),
                                           self.device, self.dtype, self.memory_format)
 
     def _setup(self, device: str | torch.device, precision: str, output_size: OutputSize, runtime: str,
                place: bool, fold_batchnorm: bool) -> None:
-        """Device, precision, output size, runtime and folding: what both constructors decide first.
+        """Device, precision, output size, runtime and folding: what both constructors decide first,
+        by name (no torch import for an ONNX runtime on the CPU).
 
         The ONNX runtimes always run the folded networks (one export per weights); ``reference`` never."""
         if output_size not in ("original", "processed"):
             raise SettingError(f"output_size must be 'original' or 'processed', not {output_size!r}",
                                setting="output_size")
-        self.device = device if isinstance(device, torch.device) else select_device(device)
-        self.dtype = select_dtype(self.device, precision)
+        self.device_name = device_name(device) if isinstance(device, str) else _name_of(device)
+        self.precision = precision_name(self.device_name, precision)
         self.output_size = output_size
-        precision_name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
-        native_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16 and cpu_has_native_bf16()
-        self.runtime = choose_runtime(runtime, self.device.type, precision_name, place=place,
-                                      native_bf16=native_bf16)
-        reference = self.runtime == "reference"
-        self.memory_format = torch.contiguous_format if reference else memory_format(self.device, self.dtype)
-        self.fold_batchnorm = self.runtime in ONNX_RUNTIMES or (fold_batchnorm and not reference)
-        self._palette = palette_tensor(self.device)
+        cpu = self.device_name == "cpu"
+        native_bf16 = cpu and self.precision == "bf16" and cpu_has_native_bf16()
+        self.runtime = choose_runtime(runtime, "cpu" if cpu else self.device_name.partition(":")[0],
+                                      self.precision, place=place, native_bf16=native_bf16)
+        self.fold_batchnorm = self.runtime in ONNX_RUNTIMES or (fold_batchnorm and self.runtime != "reference")
+
+    @property
+    def device(self) -> torch.device:
+        """The device as torch's object (imports torch; ``device_name`` is the same as text)."""
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute precision as torch's dtype (imports torch; ``precision`` is its name)."""
+        return torch_dtype(self.precision)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The torch runtimes' memory format: the default one for ``reference``, else ``device.memory_format``."""
+        import torch
+
+        from animeface_seg.engine.device import memory_format
+
+        return torch.contiguous_format if self.runtime == "reference" else memory_format(self.device, self.dtype)
+
+    @property
+    def on_host(self) -> bool:
+        """Whether images, batches and results stay numpy arrays on the host (the ONNX runtimes), so
+        torch is never needed; else they are tensors on the device."""
+        return self.runtime in ONNX_RUNTIMES
 
     def _onnx_networks(self, key: export.ExportKey, modules) -> Networks:
         """The ONNX runtime's networks for ``key``: from the cache, else exported from ``modules()``
         (a callable returning the folded unet and isnet, only called when the export is missing)."""
         found = export.cached(key)
         if found is None:
+            from animeface_seg.engine.models.stacked import StackedNetworks
+            from animeface_seg.engine.weights import weights_fingerprint
+
             unet_module, isnet_module = modules()
             fingerprints = {"unet": weights_fingerprint(unet_module),
                             "abg": None if isnet_module is None else weights_fingerprint(isnet_module)}
@@ -184,7 +220,7 @@ class Segmentor:
             return OnnxRuntimeNetworks(found)
         from animeface_seg.engine.runtimes.openvino_model import OpenVinoNetworks
 
-        return OpenVinoNetworks(found, self.dtype)
+        return OpenVinoNetworks(found, self.precision)
 
     @classmethod
     def from_pretrained(
@@ -214,6 +250,8 @@ class Segmentor:
         fold = self.fold_batchnorm
 
         def modules() -> tuple[nn.Module, nn.Module | None]:
+            from animeface_seg.engine.optimize import fold_batchnorm
+
             unet_module = load(UNET, unet_path)
             isnet_module = None if abg_path is None else load(ABG, abg_path)
             if fold:  # these modules are ours alone: fold without a copy
@@ -236,12 +274,12 @@ class Segmentor:
     @property
     def unet(self) -> nn.Module | None:
         """The UNet module with a torch runtime (None with an ONNX runtime)."""
-        return self.networks.stacked.unet if isinstance(self.networks, TorchNetworks) else None
+        return None if self.on_host else self.networks.stacked.unet
 
     @property
     def isnet(self) -> nn.Module | None:
         """The mask network's module with a torch runtime (None with an ONNX runtime, or no mask)."""
-        return self.networks.stacked.isnet if isinstance(self.networks, TorchNetworks) else None
+        return None if self.on_host else self.networks.stacked.isnet
 
     @property
     def fingerprints(self) -> dict[str, str | None]:
@@ -251,11 +289,16 @@ class Segmentor:
     @property
     def description(self) -> str:
         """Device, precision and runtime in words, e.g. ``cpu, fp32, onnxruntime``."""
-        return f"{describe(self.device, self.dtype)}, {self.runtime}"
+        return f"{describe(self.device_name, self.precision)}, {self.runtime}"
 
     def _fold(self, network: Network, spec) -> nn.Module:
         """The module to run: built from a state dict (ours, folded in place), or the caller's
         module, folded as a copy unless it holds no batch norm any more."""
+        from torch import nn
+
+        from animeface_seg.engine.optimize import count_batchnorms, fold_batchnorm
+        from animeface_seg.engine.weights import build
+
         if not isinstance(network, nn.Module):
             module = build(spec, network)
             return fold_batchnorm(module, inplace=True) if self.fold_batchnorm else module
@@ -268,7 +311,17 @@ class Segmentor:
         return model.to(self.device).to(memory_format=self.memory_format) if place else model
 
     def prepare(self, image: RGBImage) -> Prepared:
-        """Move one image (H x W x 3 uint8 array, or (3, H, W) uint8 tensor) to the device, resize and pad it."""
+        """Resize and pad one image (H x W x 3 uint8 array, or (3, H, W) uint8 tensor): on the host for
+        the ONNX runtimes (``geometry.host``), else moved to the device first (``geometry.device``)."""
+        if self.on_host:
+            array = image.permute(1, 2, 0).cpu().numpy() if is_tensor(image) else np.asarray(image)
+            height, width = array.shape[:2]
+            return Prepared(host_geometry.prepare(array), (height, width), geometry.processed_size(height, width))
+        import torch
+        from einops import rearrange
+
+        from animeface_seg.engine.geometry import device as device_geometry
+
         if isinstance(image, np.ndarray):
             pixels = torch.from_numpy(np.ascontiguousarray(image))
             if self.device.type == "cuda":
@@ -277,80 +330,118 @@ class Segmentor:
         else:
             pixels = image.to(self.device, non_blocking=True)
         height, width = pixels.shape[1:]
-        geometry.check_shape(height, width)
         return Prepared(
-            pixels=geometry.prepare(pixels),
+            pixels=device_geometry.prepare(pixels),
             original_size=(height, width),
             processed_size=geometry.processed_size(height, width),
         )
 
     def run(self, batch: Sequence[Prepared]) -> list[Segmentation]:
-        """Segment prepared images sharing one padded shape, results copied to the host."""
-        return _to_host(self.run_on_device(batch))
-
-    @torch.inference_mode()
-    def run_on_device(self, batch: Sequence[Prepared]) -> list[DeviceSegmentation]:
-        """Segment prepared images sharing one padded shape, as one batch; results stay on the device.
+        """Segment prepared images sharing one padded shape, as one batch, results on the host.
 
         An allocation failure (CUDA out of memory, or the CPU allocator refused) splits the batch in
         two and retries each half; a single image that does not fit raises ``OutOfMemory``.
         """
+        if self.on_host:
+            return self._split_on_failure(_one_shape(batch), self._run_host)
+        return _to_host(self.run_on_device(batch))
+
+    def run_on_device(self, batch: Sequence[Prepared]) -> list[DeviceSegmentation]:
+        """Like ``run``, but results stay on the device as uint8 tensors (ONNX runtimes: CPU tensors)."""
+        if self.on_host:
+            return [_to_device(result) for result in self.run(batch)]
+        return self._split_on_failure(_one_shape(batch), self._run_device)
+
+    def _split_on_failure(self, batch: Sequence[Prepared],
+                          run: Callable[[Sequence[Prepared]], list[Result]]) -> list[Result]:
+        """``run(batch)``, halving the batch on an allocation failure until one image is left."""
         if not batch:
             return []
-        if len({p.padded_shape for p in batch}) != 1:
-            raise SettingError("run() needs images of one padded shape; __call__ groups them for you")
         try:
-            classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
-            return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
+            return run(batch)
         except Exception as exc:  # noqa: BLE001 - each runtime words an allocation failure its own way
             if not _out_of_memory(exc):
                 raise
             if len(batch) == 1:
                 raise OutOfMemory(f"out of memory in the networks ({_last_line(exc)})",
                                   setting="memory_budget") from None
-        if self.device.type == "cuda":
+        if self.device_name.startswith("cuda"):
+            import torch
+
             torch.cuda.empty_cache()  # outside the handler, so the failed batch's memory is free
         half = len(batch) // 2
-        return self.run_on_device(batch[:half]) + self.run_on_device(batch[half:])
+        return self._split_on_failure(batch[:half], run) + self._split_on_failure(batch[half:], run)
 
-    @torch.inference_mode()
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The networks alone on a padded (N, 3, H, W) uint8 batch on the device, run by the runtime.
+    def _run_host(self, batch: Sequence[Prepared]) -> list[Segmentation]:
+        classes, masks = self.forward(np.stack([p.pixels for p in batch]))
+        return [self._finish_host(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
 
-        Returns (N, H, W) uint8 class indices and the (N, H, W) float mask (None when the
-        background is kept), both still padded and on the device.
+    def _run_device(self, batch: Sequence[Prepared]) -> list[DeviceSegmentation]:
+        import torch
+
+        with torch.inference_mode():
+            classes, masks = self.forward(torch.stack([p.pixels for p in batch]))
+            return [self._finish(p, classes[i], None if masks is None else masks[i]) for i, p in enumerate(batch)]
+
+    def forward(self, pixels: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, ...]:
+        """The networks alone on a padded (N, 3, H, W) uint8 batch, run by the runtime.
+
+        Returns (N, H, W) uint8 class indices and the (N, H, W) float mask (None when the background
+        is kept), both still padded: numpy arrays for the ONNX runtimes (which also take a CPU
+        tensor), tensors on the device for the torch runtimes.
         """
         return self.networks(pixels)
 
+    def _finish_host(self, item: Prepared, classes: np.ndarray, mask: np.ndarray | None) -> Segmentation:
+        """Crop the padding, bring to the asked size and colour, on the host."""
+        size = item.original_size if self.output_size == "original" else item.processed_size
+        classes = np.ascontiguousarray(host_geometry.resize_classes(geometry.crop(classes, item.processed_size), size))
+        counts = np.bincount(classes.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        if mask is None:
+            levels, coverage = np.full(classes.shape, 255, dtype=np.uint8), None
+        else:
+            levels, coverage = host_geometry.mask_levels(geometry.crop(mask, item.processed_size), size)
+        return Segmentation(classes, palette_array()[classes], levels, item.original_size, item.processed_size,
+                            tuple(float(n) / classes.size for n in counts), coverage)
+
     def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> DeviceSegmentation:
         """Crop the padding, bring to the asked size and colour, still on the device."""
+        import torch
+
+        from animeface_seg.engine.geometry import device as device_geometry
+
         size = item.original_size if self.output_size == "original" else item.processed_size
-        classes = geometry.resize_classes(geometry.crop(classes, item.processed_size), size)
+        classes = device_geometry.resize_classes(geometry.crop(classes, item.processed_size), size)
         # histc with fixed bounds, unlike bincount, needs no device-to-host sync on CUDA.
         stats = torch.histc(classes.float(), bins=NUM_CLASSES, min=0, max=NUM_CLASSES) / classes.numel()
         if mask is not None:
-            mask = geometry.resize_mask(geometry.crop(mask, item.processed_size), size)
+            mask = device_geometry.resize_mask(geometry.crop(mask, item.processed_size), size)
             stats = torch.cat((stats, mask.mean()[None]))
             mask = (mask * 255.0).clamp_(0, 255).to(torch.uint8)
-        return DeviceSegmentation(classes, self._palette[classes.long()], mask, stats,
+        return DeviceSegmentation(classes, palette_tensor(classes.device)[classes.long()], mask, stats,
                                   item.original_size, item.processed_size)
 
     def segment_on_device(self, images: ImageInput | Iterable[ImageInput],
                           batch_size: int | None = None) -> list[DeviceSegmentation]:
         """Like ``__call__``, but results stay on the device as uint8 tensors (no host copy)."""
-        batcher: ShapeBatcher[tuple[int, Prepared]] = ShapeBatcher(
-            batch_size or default_batch_size(self.device), key=lambda item: item[1].padded_shape)
-        results: dict[int, DeviceSegmentation] = {}
+        return self._segment(images, batch_size, self.run_on_device)
 
-        def run(batch: list[tuple[int, Prepared]]) -> None:
-            for (index, _), result in zip(batch, self.run_on_device([item for _, item in batch])):
+    def _segment(self, images: ImageInput | Iterable[ImageInput], batch_size: int | None,
+                 run: Callable[[Sequence[Prepared]], list[Result]]) -> list[Result]:
+        """Every image prepared, batched by padded shape, run with ``run``; results in input order."""
+        batcher: ShapeBatcher[tuple[int, Prepared]] = ShapeBatcher(
+            batch_size or default_batch_size(self.device_name), key=lambda item: item[1].padded_shape)
+        results: dict[int, Result] = {}
+
+        def run_batch(batch: list[tuple[int, Prepared]]) -> None:
+            for (index, _), result in zip(batch, run([item for _, item in batch])):
                 results[index] = result
 
         for index, image in enumerate(as_rgb_images(images)):
             for batch in batcher.add((index, self.prepare(image))):
-                run(batch)
+                run_batch(batch)
         for batch in batcher.drain():
-            run(batch)
+            run_batch(batch)
         return [results[i] for i in range(len(results))]
 
     def stream(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[Segmentation]:
@@ -358,7 +449,7 @@ class Segmentor:
         at most ``batch_size`` images: consecutive images of one padded shape share a batch. Unlike
         ``__call__`` it never holds the whole input, so an endless or very long iterator is fine.
         """
-        size = batch_size or default_batch_size(self.device)
+        size = batch_size or default_batch_size(self.device_name)
         pending: list[Prepared] = []
         for item in images:
             for image in as_rgb_images(item):
@@ -379,13 +470,26 @@ class Segmentor:
 
         ``batch_size`` defaults to the device's (``device.default_batch_size``).
         """
-        return _to_host(self.segment_on_device(images, batch_size))
+        return self._segment(images, batch_size, self.run)
+
+
+def _name_of(device: torch.device) -> str:
+    """``cpu`` or ``cuda:N`` for a ``torch.device`` (a bare ``cuda`` is GPU 0)."""
+    return f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
+
+
+def _one_shape(batch: Sequence[Prepared]) -> Sequence[Prepared]:
+    """``batch``, after checking its images share one padded shape (what one network call needs)."""
+    if len({p.padded_shape for p in batch}) > 1:
+        raise SettingError("run() needs images of one padded shape; __call__ groups them for you")
+    return batch
 
 
 def _out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation failure (torch's CPU allocator and ONNX Runtime raise plain errors)."""
     text = str(exc)
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(
+    torch = sys.modules.get("torch")
+    return isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.OutOfMemoryError)) or any(
         phrase in text for phrase in ("allocate memory", "bad_alloc", "bad allocation"))
 
 
@@ -394,8 +498,20 @@ def _last_line(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else type(exc).__name__
 
 
+def _to_device(result: Segmentation) -> DeviceSegmentation:
+    """A host result as CPU tensors sharing its arrays (what ``run_on_device`` gives on an ONNX runtime)."""
+    import torch
+
+    stats = [*result.class_fractions, *([] if result.mask_coverage is None else [result.mask_coverage])]
+    return DeviceSegmentation(torch.from_numpy(result.classes), torch.from_numpy(result.colors),
+                              None if result.mask_coverage is None else torch.from_numpy(result.mask),
+                              torch.tensor(stats, dtype=torch.float32), result.original_size, result.processed_size)
+
+
 def _to_host(results: Sequence[DeviceSegmentation]) -> list[Segmentation]:
     """Copy device results to numpy: every copy queued first, then one wait (no stall per image)."""
+    import torch
+
     copies = [
         {"classes": r.classes, "colors": r.colors, "stats": r.stats, **({"mask": r.mask} if r.mask is not None else {})}
         for r in results

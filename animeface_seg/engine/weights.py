@@ -10,18 +10,23 @@ and why. Checkpoints are read with ``torch.load(weights_only=True)``: nothing is
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from torch import nn
 
 from animeface_seg.engine.errors import WeightsError
-from animeface_seg.engine.models import ISNet, UNet
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read: finding files needs none of it
+    import torch
+    from torch import nn
+
+    from animeface_seg.engine.models import ISNet, UNet
 
 #: Environment variable naming a directory that holds both checkpoint files.
 WEIGHTS_ENV = "ANIMEFACE_SEG_WEIGHTS"
@@ -37,7 +42,8 @@ class WeightSpec:
     filename: str
     repo_id: str
     subfolder: str | None
-    network: type[nn.Module]
+    network: str
+    """The class in ``animeface_seg.engine.models`` the checkpoint fits."""
     prefix: str = ""
     ignored_prefixes: tuple[str, ...] = ()
 
@@ -57,14 +63,14 @@ UNET = WeightSpec(
     filename="UNet.pth",
     repo_id="bdsqlsz/qinglong_controlnet-lllite",
     subfolder="Annotators",
-    network=UNet,
+    network="UNet",
 )
 ABG = WeightSpec(
     key="abg",
     filename="isnetis.ckpt",
     repo_id="skytnt/anime-seg",
     subfolder=None,
-    network=ISNet,
+    network="ISNet",
     prefix="net.",
     ignored_prefixes=("gt_encoder.",),
 )
@@ -153,6 +159,8 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 def load_state_dict(spec: WeightSpec, path: Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint safely (``weights_only=True``) and map its keys to our module names."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged or foreign files
@@ -181,7 +189,7 @@ def load_state_dict(spec: WeightSpec, path: Path) -> dict[str, torch.Tensor]:
 
 def build(spec: WeightSpec, state: Mapping[str, torch.Tensor], origin: str = "the state dict") -> nn.Module:
     """The network of ``spec`` with ``state`` loaded strictly (CPU, eval mode); ``origin`` is for messages."""
-    model = spec.network()
+    model = getattr(importlib.import_module("animeface_seg.engine.models"), spec.network)()
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -223,6 +231,8 @@ def weights_fingerprint(module: nn.Module) -> str:
 
     Cheap (no full pass over hundreds of MB) and independent of where the file was found.
     """
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         data = tensor.detach().flatten()[: _SAMPLE_BYTES // max(1, tensor.element_size())]

@@ -3,8 +3,9 @@
 ``torch`` (eager, batch norms folded, channels-last where it pays), ``reference`` (eager, exactly
 as the original: nothing folded, default memory format, fp32), ``onnxruntime`` and ``openvino``
 (CPU only, both fed one ONNX export cached on disk, see ``export.py``). ``auto`` is chosen by
-``select.py``. Each runtime object is called with the (N, 3, H, W) uint8 batch as a torch tensor and
-returns (N, H, W) uint8 classes and the (N, H, W) float mask (None when the background is kept).
+``select.py``. Each runtime object is called with the (N, 3, H, W) uint8 batch and returns (N, H, W)
+uint8 classes and the (N, H, W) float mask (None when the background is kept): torch tensors on the
+device for the torch runtimes, numpy arrays for the ONNX ones (``host``), which never import torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -20,8 +22,10 @@ class Networks(Protocol):
 
     name: str
     remove_background: bool
+    #: True: arrays in and out, on the host (``geometry.host``); False: tensors on the device.
+    host: bool
 
-    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+    def __call__(self, pixels: torch.Tensor | np.ndarray) -> tuple[torch.Tensor | np.ndarray, ...]: ...
 
     @property
     def fingerprints(self) -> dict[str, str | None]:

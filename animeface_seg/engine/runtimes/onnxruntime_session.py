@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from animeface_seg.engine.runtimes.export import Export, atomic_path
 
@@ -48,6 +48,8 @@ class OnnxRuntimeNetworks:
     and none between operators (the graph is a chain: parallel operators only compete for the cores)."""
 
     name = "onnxruntime"
+    #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
+    host = True
 
     def __init__(self, export: Export) -> None:
         import onnxruntime as ort
@@ -75,6 +77,6 @@ class OnnxRuntimeNetworks:
     def _open(ort, path: Path, options):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outputs = self._session.run(None, {"pixels": pixels.cpu().numpy()})
-        return torch.from_numpy(outputs[0]), (torch.from_numpy(outputs[1]) if len(outputs) > 1 else None)
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self._session.run(None, {"pixels": np.ascontiguousarray(pixels)})
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)

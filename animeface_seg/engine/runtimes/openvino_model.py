@@ -7,25 +7,27 @@ with AMX, which would change results without being asked (see docs/benchmarks.md
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from animeface_seg.engine.runtimes.export import Export, cache_dir
 from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
 
-_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
 class OpenVinoNetworks:
     """One compiled model and one infer request, tuned for latency on the available CPUs."""
 
     name = "openvino"
+    #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
+    host = True
 
-    def __init__(self, export: Export, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, export: Export, precision: str = "fp32") -> None:
         import openvino as ov
 
         core = ov.Core()
         self._compiled = core.compile_model(str(export.path), "CPU", {
-            "INFERENCE_PRECISION_HINT": _PRECISIONS[dtype],
+            "INFERENCE_PRECISION_HINT": _PRECISIONS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": available_cpus(),
             "CACHE_DIR": str(cache_dir() / "openvino"),  # compiled blobs, keyed by OpenVINO itself (version, CPU, settings)
@@ -34,7 +36,7 @@ class OpenVinoNetworks:
         self.fingerprints = export.fingerprints
         self.remove_background = export.remove_background
 
-    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        results = self._request.infer({0: pixels.cpu().numpy()})
-        outputs = [torch.from_numpy(results[port]) for port in self._compiled.outputs]
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        results = self._request.infer({0: np.ascontiguousarray(pixels)})
+        outputs = [results[port] for port in self._compiled.outputs]
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)

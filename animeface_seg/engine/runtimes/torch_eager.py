@@ -19,6 +19,9 @@ from animeface_seg.engine.weights import weights_fingerprint
 class TorchNetworks:
     """``StackedNetworks`` run eagerly by torch on ``device`` at ``dtype`` in ``memory_format``."""
 
+    #: Takes and returns torch tensors on its device: see ``runtimes/__init__.py``.
+    host = False
+
     def __init__(self, name: str, unet: nn.Module, isnet: nn.Module | None, device: torch.device,
                  dtype: torch.dtype, memory_format: torch.memory_format) -> None:
         self.name = name
@@ -40,6 +43,7 @@ class TorchNetworks:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    @torch.inference_mode()
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         with self._autocast():
             outputs = self.stacked(pixels.contiguous(memory_format=self.memory_format))
