@@ -227,6 +227,25 @@ def test_skip_existing_redoes_outputs_made_at_another_precision(run_cli, tmp_pat
     assert again["status"] == "skipped" and again["reason"] == "already done"
 
 
+def test_skip_existing_redoes_outputs_recorded_with_another_layout(run_cli, tmp_path):
+    """The layout is part of the record: outputs of a by-kind run, put where the mirror layout writes
+    (a user reorganising OUT by hand), are redone by a mirror resume, then skipped."""
+    make_image(tmp_path / "in" / "a.png", (64, 48))
+    by_kind, out = tmp_path / "by-kind", tmp_path / "out"
+    args = ("--keep-background", "--size", "processed", "--device", "cpu")
+    assert run_cli(str(tmp_path / "in"), "-o", str(by_kind), "--layout", "by-kind", *args).returncode == 0
+    made = sorted(p.relative_to(by_kind) for p in by_kind.rglob("*.png"))
+    assert made == [Path("map/a.png"), Path("mask/a.png")], made
+    out.mkdir()
+    shutil.copy(by_kind / "map" / "a.png", out / "a.png")
+    shutil.copy(by_kind / "mask" / "a.png", out / "a_mask.png")
+    mirror = (str(tmp_path / "in"), "-o", str(out), *args, "--skip-existing", "--json")
+    redo = _records(run_cli(*mirror).stdout)["a.png"]
+    assert redo["status"] == "ok" and "layout 'by-kind' (now 'mirror')" in redo["reason"], redo
+    again = _records(run_cli(*mirror).stdout)["a.png"]
+    assert again["status"] == "skipped" and again["reason"] == "already done"
+
+
 def test_json_into_a_pipe_that_closes_ends_cleanly(weights_dir, tmp_path):
     for i in range(6):
         make_image(tmp_path / "in" / f"i{i}.png", (64, 64), seed=i)
