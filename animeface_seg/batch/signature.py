@@ -9,7 +9,6 @@ processed again, and ``stale_reason`` says why.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Mapping

@@ -85,6 +85,19 @@ def whole_factors(height: int, width: int, h: int, w: int) -> tuple[int, int] | 
     return (iy, ix) if exact and iy * h == height and ix * w == width else None
 
 
+def resize_method(height: int, width: int, h: int, w: int) -> tuple[str, tuple[int, int] | None]:
+    """How the rule brings an image of ``height`` x ``width`` to ``h`` x ``w``: ``("same", None)``;
+    ``("whole", factors)``, OpenCV's exact block averages for whole-number shrink factors
+    (``whole_factors``); ``("area", None)``, area averaging for any other shrink (``area_taps``);
+    ``("bicubic", None)`` to enlarge (as OpenCV's INTER_CUBIC, within a level)."""
+    if (h, w) == (height, width):
+        return "same", None
+    factors = whole_factors(height, width, h, w)
+    if factors is not None:
+        return "whole", factors
+    return ("area", None) if h < height else ("bicubic", None)
+
+
 def nearest_index(n_in: int, n_out: int) -> np.ndarray:
     """Source index (int64) of each of ``n_out`` samples, centre-aligned: ``floor((i + 0.5) * n_in / n_out)``,
     computed exactly in integers (the grid of bilinear align_corners=False and of nearest-exact)."""

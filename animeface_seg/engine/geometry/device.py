@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from animeface_seg.engine.geometry import (RESOLUTION, SHRINK_CHUNK_BYTES, area_taps, check_shape, nearest_index,
-                                           padded_size, processed_size, whole_factors)
+                                           padded_size, processed_size, resize_method)
 
 
 def _area_taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,22 +52,17 @@ def area_whole_factor(image: torch.Tensor, factors: tuple[int, int]) -> torch.Te
 
 
 def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a (3, H, W) uint8 tensor to ``size``: area when shrinking, bicubic when enlarging.
-
-    Shrinking by whole-number factors is exactly OpenCV's INTER_AREA (``area_whole_factor``);
-    other factors and enlarging match OpenCV's INTER_AREA / INTER_CUBIC, which the reference
-    uses, to within 1 level.
-    """
+    """Resize a (3, H, W) uint8 tensor to ``size`` by ``geometry.resize_method``: area when shrinking,
+    bicubic when enlarging (OpenCV's INTER_AREA exactly for whole factors, else within a level)."""
     _, height, width = image.shape
-    h, w = size
-    if (h, w) == (height, width):
+    method, factors = resize_method(height, width, *size)
+    if method == "same":
         return image
-    factors = whole_factors(height, width, h, w)
-    if factors is not None:
+    if method == "whole":
         return area_whole_factor(image, factors)
-    if h < height:
-        return _area_shrink(image, h, w)
-    out = F.interpolate(image[None].float(), size=(h, w), mode="bicubic", align_corners=False)[0]
+    if method == "area":
+        return _area_shrink(image, *size)
+    out = F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False)[0]
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 

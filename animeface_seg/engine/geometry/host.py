@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from animeface_seg.engine.geometry import (RESOLUTION, SHRINK_CHUNK_BYTES, area_taps, check_shape, nearest_index,
-                                           padded_size, processed_size, whole_factors)
+                                           padded_size, processed_size, resize_method)
 
 # torch's bicubic and bilinear kernels are C++ that the compiler contracts into fused multiply-adds (one
 # rounding for x * w + c) in a fixed pattern, the same in its x86-64 AVX2 and AVX-512 builds; ``_fma``
@@ -189,18 +189,15 @@ def _bicubic(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an (H, W, 3) uint8 image to ``size`` exactly as ``device.resize_uint8`` does on the CPU: block
-    averages for whole-number shrinks, area averaging for other shrinks, bicubic otherwise."""
+    """Resize an (H, W, 3) uint8 image to ``size`` by ``geometry.resize_method``, exactly as
+    ``device.resize_uint8`` does on the CPU."""
     height, width = image.shape[:2]
-    h, w = size
-    if (h, w) == (height, width):
+    method, factors = resize_method(height, width, *size)
+    if method == "same":
         return image
-    factors = whole_factors(height, width, h, w)
-    if factors is not None:
+    if method == "whole":
         return _area_whole_factor(image, factors)
-    if h < height:
-        return _area_shrink(image, h, w)
-    return _bicubic(image, h, w)
+    return _area_shrink(image, *size) if method == "area" else _bicubic(image, *size)
 
 
 def pad_edge(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
