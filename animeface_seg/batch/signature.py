@@ -19,6 +19,7 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from animeface_seg.batch.naming import Layout
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.engine.segmentor import Segmentor
 
@@ -49,7 +50,7 @@ class Signature:
             precision=segmentor.precision,
             unet=segmentor.fingerprints["unet"],
             abg=segmentor.fingerprints["abg"],
-            layout=layout,
+            layout=Layout(layout).value,  # the name, as the record stores it and messages quote it
         )
 
     def to_text(self) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 #: Class names in index order (the UNet's output channel = the class index).
@@ -54,6 +53,8 @@ def select_classes(spec: str) -> tuple[str, ...]:
 @functools.cache
 def palette_array() -> np.ndarray:
     """The palette as a read-only (7, 3) uint8 array, for lookups ``palette[classes]``."""
+    import numpy as np  # here, so the names import with the standard library alone (ComfyUI's node listing)
+
     palette = np.array(CLASS_COLORS, dtype=np.uint8)
     palette.flags.writeable = False
     return palette
