@@ -18,6 +18,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -194,6 +195,39 @@ def test_huge_canvas_refused_within_the_budget_with_bounded_peak_rss(weights_dir
         assert "--memory-budget SIZE" in records[name]["error"]
     assert "16000x16000" in records["huge.png"]["error"] and "would need about" in records["huge.png"]["error"]
     assert peak_gb < 3.0, f"child peak RSS {peak_gb:.2f} GB"
+
+
+def _peak_rss(args: list[str], tmp_path: Path) -> int:
+    """Peak RSS in bytes of the command run with ``args`` under a small launcher (a child forked straight
+    from this large test process would count the test's memory until it execs)."""
+    launcher = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", launcher, *cli_command(), *args], capture_output=True, text=True,
+                          env=_env())
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+
+@pytest.mark.parametrize("keep_background", [True, False])
+def test_memory_estimate_covers_the_measured_growth_of_a_large_image(weights_dir, tmp_path, keep_background):
+    """The budget is only as good as ``memory.estimate``: a 6000x6000 picture's peak RSS growth over a 64x64 one
+    stays within it, on the default CPU path (ONNX Runtime, numpy results)."""
+    from PIL import Image
+
+    from animeface_seg.engine import memory
+
+    x = np.linspace(0, 255, 6000, dtype=np.float32)
+    big = np.stack(np.broadcast_arrays(x[None, :], x[:, None], np.float32(128)), axis=-1).astype(np.uint8)
+    (tmp_path / "big").mkdir()
+    Image.fromarray(big).save(tmp_path / "big" / "big.png", compress_level=1)
+    make_image(tmp_path / "small" / "small.png", (64, 64))
+    extra = ["--keep-background"] if keep_background else []
+    common = ["--weights-dir", str(weights_dir), "--device", "cpu", "--memory-budget", "0", "--quiet", *extra]
+    baseline = _peak_rss([str(tmp_path / "small"), "-o", str(tmp_path / "out-small"), *common], tmp_path)
+    peak = _peak_rss([str(tmp_path / "big"), "-o", str(tmp_path / "out-big"), *common], tmp_path)
+    need = memory.estimate(6000, 6000, "RGB", remove_background=not keep_background,
+                           kinds=("map",) if keep_background else ("map", "mask")).host
+    assert peak - baseline <= need, f"growth {(peak - baseline) / 2**30:.2f} GB over the estimate {need / 2**30:.2f} GB"
 
 
 def test_skip_existing_redoes_outputs_made_with_other_settings(run_cli, tmp_path):

@@ -60,6 +60,33 @@ def palette_array() -> np.ndarray:
     return palette
 
 
+#: Pixels per step of ``colorize`` and ``class_counts``: numpy turns uint8 indices into 8-byte ones first,
+#: so whole-map lookups of a 36-megapixel map would hold 290 MB of indices; bands hold 8 MB.
+_BAND_PIXELS = 1 << 20
+
+
+def colorize(classes: np.ndarray) -> np.ndarray:
+    """The (H, W, 3) uint8 colour map of an (H, W) class map (``palette[classes]``), a band of rows at a time."""
+    import numpy as np
+
+    colors = np.empty((*classes.shape, 3), dtype=np.uint8)
+    step = max(1, _BAND_PIXELS // max(1, classes.shape[1]))
+    for start in range(0, classes.shape[0], step):
+        np.take(palette_array(), classes[start:start + step], axis=0, out=colors[start:start + step])
+    return colors
+
+
+def class_counts(classes: np.ndarray) -> np.ndarray:
+    """How many pixels of an (H, W) class map hold each class, in ``CLASS_NAMES`` order, a band at a time."""
+    import numpy as np
+
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    flat = classes.reshape(-1)
+    for start in range(0, flat.size, _BAND_PIXELS):
+        counts += np.bincount(flat[start:start + _BAND_PIXELS], minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return counts
+
+
 def palette_tensor(device: torch.device | str = "cpu") -> torch.Tensor:
     """The palette as a (7, 3) uint8 tensor, for lookups ``palette[classes]`` on the device."""
     import torch  # here, so the names and colours import without torch (the CLI's fast start)

@@ -29,7 +29,8 @@ from animeface_seg.engine.device import (cpu_has_native_bf16, default_batch_size
 from animeface_seg.engine.errors import OutOfMemory, SettingError
 from animeface_seg.engine.geometry import host as host_geometry
 from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images, is_tensor
-from animeface_seg.engine.palette import CLASS_NAMES, NUM_CLASSES, class_index, palette_array, palette_tensor
+from animeface_seg.engine.palette import (CLASS_NAMES, NUM_CLASSES, class_counts, class_index, colorize,
+                                          palette_tensor)
 from animeface_seg.engine.runtimes import Networks, export
 from animeface_seg.engine.runtimes.select import ONNX_RUNTIMES
 from animeface_seg.engine.runtimes.select import choose as choose_runtime
@@ -396,13 +397,12 @@ class Segmentor:
         """Crop the padding, bring to the asked size and colour, on the host."""
         size = item.original_size if self.output_size == "original" else item.processed_size
         classes = np.ascontiguousarray(host_geometry.resize_classes(geometry.crop(classes, item.processed_size), size))
-        counts = np.bincount(classes.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
         if mask is None:
             levels, coverage = np.full(classes.shape, 255, dtype=np.uint8), None
         else:
             levels, coverage = host_geometry.mask_levels(geometry.crop(mask, item.processed_size), size)
-        return Segmentation(classes, palette_array()[classes], levels, item.original_size, item.processed_size,
-                            tuple(float(n) / classes.size for n in counts), coverage)
+        return Segmentation(classes, colorize(classes), levels, item.original_size, item.processed_size,
+                            tuple(float(n) / classes.size for n in class_counts(classes)), coverage)
 
     def _finish(self, item: Prepared, classes: torch.Tensor, mask: torch.Tensor | None) -> DeviceSegmentation:
         """Crop the padding, bring to the asked size and colour, still on the device."""
