@@ -41,7 +41,7 @@ TARBALL = COMFY_SHARED / "comfyui-0.8.0-src.tar.gz"
 LOADER_LINE = "from animeface_seg.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS\n"
 NODE = "AnimeFaceSegPreprocessor"
 CASES = ("tall", "wide", "gray")
-PROBE, CONVERT = "AnimeFaceSegTestProbe", "AnimeFaceSegTestConvert"
+PROBE, CONVERT, HELD = "AnimeFaceSegTestProbe", "AnimeFaceSegTestConvert", "AnimeFaceSegTestHeld"
 
 #: A test-only node pack: a probe that records what it receives, and gray/RGBA/repeat conversions.
 TEST_NODES = '''
@@ -118,8 +118,30 @@ class AnimeFaceSegTestConvert:
         return image.repeat(amount, 1, 1, 1), image
 
 
+class AnimeFaceSegTestHeld:
+    """Writes the class names of the models ComfyUI's model management holds loaded now (PATH, JSON)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"path": ("STRING", {"default": ""})}, "optional": {"after": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "record"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def record(self, path, after=None):
+        import comfy.model_management as mm
+
+        held = [type(loaded.model.model).__name__ for loaded in mm.current_loaded_models if loaded.model is not None]
+        with open(path, "w") as f:
+            json.dump(held, f)
+        return {}
+
+
 NODE_CLASS_MAPPINGS = {"AnimeFaceSegTestProbe": AnimeFaceSegTestProbe,
-                       "AnimeFaceSegTestConvert": AnimeFaceSegTestConvert}
+                       "AnimeFaceSegTestConvert": AnimeFaceSegTestConvert,
+                       "AnimeFaceSegTestHeld": AnimeFaceSegTestHeld}
 '''
 
 
@@ -446,6 +468,40 @@ def test_cancel_stops_the_node_between_device_batches(driver, server, tmp_path):
     interrupted = [data for kind, data in status["messages"] if kind == "execution_interrupted"]
     assert interrupted and interrupted[0]["node_type"] == NODE and "seg" not in interrupted[0]["executed"]
     assert not (tmp_path / "never.json").exists()
+
+
+def test_comfyui_model_management_holds_the_networks_and_can_unload_them(driver, server, tmp_path):
+    """README: the networks are placed through ComfyUI's model management, which offloads them when other models
+    need the memory. After a run both are among the models it holds; POST /free {"unload_models": true} has it
+    unload them as it unloads its own; the next run has them loaded again, without reading a checkpoint."""
+    ours = {"UNet", "ISNet"}
+
+    def held(n: int, after: list | None = None) -> set[str]:
+        path = tmp_path / f"held{n}.json"
+        nodes = {"held": {"class_type": HELD, "inputs": {"path": str(path), **({"after": after} if after else {})}}}
+        return nodes, path
+
+    def run(seed: int, n: int) -> set[str]:
+        name = _upload(driver, server, make_image(tmp_path / f"h{seed}.png", (96, 64), seed=seed), f"held_{seed}.png")
+        nodes, path = held(n, ["seg", 0])
+        nodes.update({"load": {"class_type": "LoadImage", "inputs": {"image": name}},
+                      **_seg("seg", ["load", 0], remove_background_using_abg=True)})
+        _execute(driver, server, nodes)
+        return set(json.loads(path.read_text()))
+
+    assert ours <= run(21, 1)
+    loads = _log_count(server, "animeface-seg: loaded")
+    driver.post_json(server.base, "/free", {"unload_models": True})
+    deadline = time.monotonic() + 60
+    for n in range(2, 1000):  # the flag is handled by ComfyUI's worker between prompts: ask until it was
+        nodes, path = held(n)
+        _execute(driver, server, nodes)
+        if not ours & set(json.loads(path.read_text())):
+            break
+        assert time.monotonic() < deadline, "ComfyUI still holds the networks after /free"
+        time.sleep(0.5)
+    assert ours <= run(22, 1000)
+    assert _log_count(server, "animeface-seg: loaded") == loads  # loaded again from memory, no checkpoint read
 
 
 def _find_in_subprocess(code: str, env: dict[str, str]) -> str:
