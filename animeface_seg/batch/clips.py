@@ -7,7 +7,8 @@ each frame is written all or nothing to its own files (``naming.frame_output_pat
 the clip's ``Outcome`` exactly once: ``ok`` with the frame folders as outputs and the frame count,
 frame rate and duration; ``skipped`` when every frame was complete already (``--skip-existing``);
 ``error`` when a frame could not be decoded, segmented or written, saying how many frames are in
-place (those stay: each is a complete set of files).
+place (those stay: each is a complete set of files; with ``--encode video`` none is: a failed clip
+keeps no video).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from animeface_seg.batch.encode import ClipEncoder
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
-from animeface_seg.engine.frames import ClipInfo, open_frames
+from animeface_seg.engine.frames import ClipInfo, is_video_name, open_frames, video_packets
 from animeface_seg.engine.segmentor import Segmentation
 
 
@@ -32,15 +33,25 @@ def selected_frames(info: ClipInfo, step: int) -> range | None:
     return range(1, info.frame_count + 1, step)
 
 
-def frame_sets(job: Job, settings: RunSettings) -> list[dict[OutputKind, Path]] | None:
-    """The files of every frame a run with ``settings`` writes for the clip ``job``, from its header alone;
-    ``None`` when the header does not count its frames (Matroska, WebM) or cannot be read."""
+def planned_frames(job: Job, step: int) -> tuple[ClipInfo, range] | None:
+    """The clip's header and the frame numbers a run with ``step`` writes, without decoding: from the header,
+    or for a video whose header does not count its frames (Matroska, WebM) from its packets; ``None``
+    when that cannot be known so (an unreadable file: decoding says what is wrong)."""
     try:
         with open_frames(job.source, max_pixels=None) as clip:
-            numbers = selected_frames(clip.info, settings.frame_step)
+            info = clip.info
+        count = info.frame_count
+        if count is None and is_video_name(job.source):
+            count = video_packets(job.source)
     except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
         return None
-    return None if not numbers else [settings.frame_outputs(job, number) for number in numbers]
+    return (info, range(1, count + 1, step)) if count else None
+
+
+def frame_sets(job: Job, settings: RunSettings) -> list[dict[OutputKind, Path]] | None:
+    """The files of every frame a run with ``settings`` writes for the clip ``job`` (``planned_frames``)."""
+    planned = planned_frames(job, settings.frame_step)
+    return None if planned is None else [settings.frame_outputs(job, number) for number in planned[1]]
 
 
 def _frames(count: int) -> str:
@@ -55,10 +66,12 @@ class ClipTally:
     """
 
     def __init__(self, job: Job, outputs: dict[OutputKind | str, Path], info: ClipInfo, reason: str | None = None,
-                 encoder: ClipEncoder | None = None) -> None:
+                 encoder: ClipEncoder | None = None, frame_files: bool = True) -> None:
         self.job = job
         self.encoder = encoder
         """Where the frames are also encoded as videos (``--encode``), in order, finished with the clip."""
+        self.frame_files = frame_files
+        """Whether each frame is written as files of its own (not with ``--encode video``)."""
         self.outputs = outputs
         self.info = info
         self.reason = reason
@@ -94,11 +107,13 @@ class ClipTally:
             if self.reason is None:
                 self.reason = reason
 
-    def written(self, result: Segmentation) -> Outcome | None:
-        """A frame's files are in place."""
+    def written(self, result: Segmentation, error: Outcome | None = None) -> Outcome | None:
+        """A frame's files are in place; with ``error``, its encoding failed (which fails the clip)."""
         with self._lock:
             self._settled += 1
             self._written += 1
+            if error is not None and self._error is None:
+                self._error = error
             if self._sizes is None:
                 self._sizes = (result.original_size, result.processed_size)
                 self._fractions = [0.0] * len(result.class_fractions)
@@ -123,12 +138,16 @@ class ClipTally:
                 self._error = failed_outcome(self.job, exc, "read")
             return self._finish()
 
-    def abandon(self) -> None:
-        """The run stops before the clip's end: drop its videos being written (its complete frames stay)."""
+    def abandon(self) -> int | None:
+        """The run stops before the clip's end: drop its videos being written (its complete frames stay);
+        how many frames have all their files in place, or None when the clip had finished."""
         with self._lock:
-            if not self._finished and self.encoder is not None:
-                self._finished = True
+            if self._finished:
+                return None
+            self._finished = True
+            if self.encoder is not None:
                 self.encoder.abort()
+            return self._written + self._kept if self.frame_files else 0
 
     def _finish(self) -> Outcome | None:
         if self._finished or not self._ended or self._settled < self._sent:
@@ -147,11 +166,7 @@ class ClipTally:
             except Exception as exc:  # noqa: BLE001 - the videos could not be finished: the clip fails alone
                 self._error = failed_outcome(self.job, exc, "write")
         if self._error is not None:
-            outcome = self._error
-            outcome.error = f"{outcome.error}; {_frames(frames)} written"
-            outcome.reason = self.reason
-            outcome.frames, outcome.fps, outcome.duration = common.values()
-            return outcome
+            return self._failed(common)
         if self._written == 0:
             return Outcome(self.job, "skipped", dict(self.outputs), reason=ALREADY_DONE, **common)
         reason = self.reason
@@ -163,3 +178,15 @@ class ClipTally:
                        processed_size=self._sizes[1], class_fractions=tuple(mean), mask_coverage=coverage,
                        reason=reason, **common)
 
+
+    def _failed(self, common: dict) -> Outcome:
+        """The clip's error outcome, counting only the frames whose files are in place (no video is kept)."""
+        outcome = self._error
+        if not self.frame_files:
+            common["frames"] = 0
+        kept = [_frames(common["frames"]) + " written"] if self.frame_files else []
+        kept += ["no video written"] if self.encoder is not None else []
+        outcome.error = f"{outcome.error}; {', '.join(kept)}"
+        outcome.reason = self.reason
+        outcome.frames, outcome.fps, outcome.duration = common.values()
+        return outcome

@@ -44,6 +44,9 @@ class FrameProgress(Protocol):
     def frame_done(self, job: Job, written: bool) -> None:
         """One frame of a clip is written, or (not ``written``) found complete with ``--skip-existing``."""
 
+    def clip_cut(self, job: Job, frames: int) -> None:
+        """A stop cut a clip short (it gets no outcome); ``frames`` of its frames have all their files in place."""
+
 
 class _Run:
     """The state of one ``process`` call; its threads talk to the caller only through ``events``."""
@@ -224,6 +227,9 @@ class _Run:
                     break
                 if event[0] in ("early", "written", "ended") and event[1] is not None:
                     yield event[1]
+                elif event[0] == "frame" and self.progress is not None:
+                    self.progress.frame_done(event[1], event[2])
+            self._cut_clips()
             raise
         finally:
             self.stop.set()
@@ -231,6 +237,13 @@ class _Run:
             self.writers.shutdown(wait=True)
             for tally in list(self.clips):
                 tally.abandon()
+
+    def _cut_clips(self) -> None:
+        """Drop the videos of clips a stop left unfinished, telling ``progress`` how many frames of each stay."""
+        for tally in list(self.clips):
+            frames = tally.abandon()
+            if frames is not None and self.progress is not None:
+                self.progress.clip_cut(tally.job, frames)
 
 
 def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings,

@@ -24,9 +24,9 @@ from pathlib import PurePath
 
 import numpy as np
 
-from animeface_seg.batch.clips import ClipTally, frame_sets
+from animeface_seg.batch.clips import ClipTally, planned_frames
 from animeface_seg.batch.discovery import Job
-from animeface_seg.batch.encode import ClipEncoder, video_stale_reason
+from animeface_seg.batch.encode import ClipEncoder, video_record, video_stale_reason
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
@@ -79,6 +79,7 @@ class Stages:
         self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
         self.signature = Signature.of(segmentor, layout=settings.layout)
         self.png_info = self.signature.png_info()
+        self.video_record = video_record(self.signature, settings.frame_step)
         device_type, _, index = segmentor.device_name.partition(":")
         self.device_type = device_type
         self.budget = settings.memory_budget or memory.machine_budget(device_type, int(index) if index else None)
@@ -98,7 +99,7 @@ class Stages:
             return Work(job, outputs)
         try:
             if job.clip:
-                return self._finished_clip(job, outputs) or Work(job, outputs)
+                return self._finished_clip(job, outputs)
             reason = self._stale(outputs)
             if reason is None:
                 return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
@@ -113,21 +114,25 @@ class Stages:
             return ""  # nothing made yet: no news for the record
         return reason
 
-    def _finished_clip(self, job: Job, outputs: dict[OutputKind | str, PurePath]) -> Outcome | None:
-        """The ``skipped`` outcome of a clip whose outputs are all complete with the run's settings: every frame
-        its header counts, and its videos (``--encode``); None when it must be opened (something missing, or
-        frames to check in a header that does not count them, as Matroska's: the decoding thread checks then)."""
+    def _finished_clip(self, job: Job, outputs: dict[OutputKind | str, PurePath]) -> Outcome | Work:
+        """The ``skipped`` outcome of a clip whose outputs are all complete with the run's settings, checked
+        without decoding: every frame it has (``planned_frames``) and its videos (``--encode``: their record,
+        and as many frames as this run writes); else its ``Work``, saying why its videos are made again (a
+        clip whose frames cannot be counted so is opened: the decoding thread checks them one by one)."""
+        planned = planned_frames(job, self.settings.frame_step)
+        if planned is None:
+            return Work(job, outputs)
+        info, numbers = planned
         videos = self.settings.videos(job)
-        if videos and video_stale_reason(videos, self.signature) is not None:
-            return None
-        frames = frame_sets(job, self.settings)
-        if self.settings.encode != "video" and (
-                frames is None or any(stale_reason(files, self.signature, self.store) for files in frames)):
-            return None
-        with open_frames(job.source, max_pixels=None) as clip:
-            info = clip.info
-        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=None if frames is None else len(frames),
-                       fps=info.fps, duration=info.duration)
+        reason = video_stale_reason(videos, self.video_record, len(numbers)) if videos else None
+        if reason is not None:
+            return Work(job, outputs, reason if any(path.is_file() for path in videos.values()) else None)
+        if self.settings.encode != "video" and any(
+                stale_reason(self.settings.frame_outputs(job, number), self.signature, self.store)
+                for number in numbers):
+            return Work(job, outputs)
+        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(numbers), fps=info.fps,
+                       duration=info.duration)
 
     def decode(self, work: Work, content: bytes | None = None) -> Decoded:
         """Read the job's file (or ``content``, its bytes read elsewhere) within the memory budget; raises."""
@@ -149,8 +154,9 @@ class Stages:
         clip = open_frames(work.job.source, max_pixels=self.settings.max_pixels, before_load=self.before_frame,
                            step=self.settings.frame_step)
         videos = self.settings.videos(work.job)
-        encoder = ClipEncoder(videos, clip.info.fps, self.signature) if videos else None
-        return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder)
+        encoder = ClipEncoder(videos, clip.info.fps, self.video_record) if videos else None
+        return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder,
+                               frame_files=self.settings.encode != "video")
 
     def clip_items(self, clip: Clip, tally: ClipTally) -> Iterator[Decoded | None]:
         """Decode the clip's frames one at a time, each ready for the networks with its own files; ``None``
@@ -166,6 +172,8 @@ class Stages:
                     continue
                 if reason:
                     tally.stale(reason)
+            if tally.encoder is not None:
+                tally.encoder.admit(frame.number, frame.image.shape[:2])
             prepared = self.segmentor.prepare(frame.image)
             yield Decoded(Work(tally.job, outputs, tally.reason), prepared, frame.image if self.keep_source else None,
                           tally, frame.number, tally.sent(), frame.time)
@@ -190,15 +198,26 @@ class Stages:
         work = item.work
         try:
             write_outputs(result, work.outputs, item.source, self.png_info, self.store)
-            if item.clip is not None and item.clip.encoder is not None:
-                item.clip.encoder.add(item.index, result, item.source, item.time)
         except Exception as exc:  # noqa: BLE001 - nothing of the set is left; this input fails alone
             return self.failed_item(item, exc, "write")
         if item.clip is not None:
-            return item.clip.written(result)
+            return item.clip.written(result, self._encode(item, result))
         return Outcome(work.job, "ok", dict(work.outputs), original_size=result.original_size,
                        processed_size=result.processed_size, class_fractions=result.class_fractions,
                        mask_coverage=result.mask_coverage, reason=work.reason)
+
+    def _encode(self, item: Decoded, result: Segmentation) -> Outcome | None:
+        """Add a written frame to its clip's videos (``--encode``); the error outcome when that fails (its files
+        stay in place, so the clip counts it, and fails)."""
+        if item.clip.encoder is None:
+            return None
+        try:
+            item.clip.encoder.add(item.index, result, item.source, item.time)
+        except Exception as exc:  # noqa: BLE001 - the clip's videos cannot be made: the clip fails alone
+            outcome = self.failed(item.work, exc, "write")
+            outcome.error = f"frame {item.frame}: {outcome.error}"
+            return outcome
+        return None
 
     def failed_item(self, item: Decoded, exc: BaseException, stage: str) -> Outcome | None:
         """``failed`` for an item in a batch: a frame fails its clip (whose outcome waits for its other frames)."""

@@ -10,6 +10,7 @@ FLAG_HINTS: dict[str, str] = {
     "memory_budget": "change it with --memory-budget SIZE, e.g. 8G, or 0 for no limit",
     "device": "choose another with --device auto|cpu|cuda|cuda:N",
     "precision": "choose another with --precision auto|fp32|fp16|bf16",
+    "encode": "write its frames as PNGs with --encode frames",
     "runtime": "choose another with --runtime auto|torch|reference|onnxruntime|openvino",
     "cache": "--runtime torch needs no export",
     "unet": f"give the file with --unet PATH, or {_WEIGHTS}",

@@ -130,6 +130,8 @@ class Reporter:
         """Per clip in progress: what it counts for in the bar's total, and frames counted so far."""
         self._clip_frames: Counter[Job] = Counter()
         self._clips_ok = 0
+        self._cut: dict[Job, int] = {}
+        """Clips a stop cut short (no outcome): frames of each with all their files in place."""
 
     def info(self, message: str) -> None:
         """A line for people (device in use, notices); silent with ``--quiet``."""
@@ -179,6 +181,10 @@ class Reporter:
             self._clip_units[job] = self._clip_frames[job]
             grow = 1
         self._step(advance=1, grow=grow)
+
+    def clip_cut(self, job: Job, frames: int) -> None:
+        """A stop cut a clip short: it gets no record, and ``frames`` of its frames are whole on disk."""
+        self._cut[job] = frames
 
     def add(self, outcome: Outcome) -> None:
         """Record one finished input: error line, JSON record, progress step."""
@@ -236,5 +242,7 @@ class Reporter:
         if self.total is None:
             return line + ("; stopped watching" if interrupted else "")
         if interrupted:
-            line += f"; interrupted, {self.total - sum(self.counts.values())} not started"
+            cut, unstarted = len(self._cut), self.total - sum(self.counts.values()) - len(self._cut)
+            kept = f"{cut} clip{'s' * (cut != 1)} cut short ({sum(self._cut.values())} frames in place), " if cut else ""
+            line += f"; interrupted, {kept}{unstarted} not started"
         return line

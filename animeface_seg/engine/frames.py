@@ -265,6 +265,28 @@ def import_av():
     return av
 
 
+def video_packets(path: str | Path) -> int:
+    """The frames of a video file's first video stream, counted by demuxing its packets without decoding them:
+    the count where a header gives none (Matroska, WebM), and a cheap check that a file holds all it should.
+    Raises ``ImageDecodeError`` when the file cannot be read to its end whole."""
+    av = import_av()
+    count = 0
+    with decode_errors(path, what="video"):
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise ImageDecodeError("the file has no video stream")
+                for packet in container.demux(container.streams.video[0]):
+                    if packet.is_corrupt:
+                        raise ImageDecodeError(f"packet {count + 1} of the video is damaged")
+                    count += bool(packet.size)
+        except av.FFmpegError as exc:
+            if isinstance(exc, OSError):
+                raise
+            raise ImageDecodeError(f"cannot read the video to its end: {exc.strerror or exc}") from None
+    return count
+
+
 class _VideoClip(Clip):
     """Video frames through PyAV: the first video stream, in display order, ``rgb24``, upright."""
 
