@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -204,3 +205,99 @@ def test_encode_both_resumes_every_container(run_cli, tmp_path):
     assert {name: (r["status"], r["reason"], r["frames"]) for name, r in records(again.stdout).items()} == dict.fromkeys(
         ("a.mkv", "b.webm", "c.mp4", "d.avi", "e.gif"), ("skipped", "already done", 2))
     assert mtimes(out) == times
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 224 KB tmpfs: room for a few frames of a clip, not for all of them or its videos."""
+    mount = tmp_path / "out" / "disk"
+    mount.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=224k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs here (the test needs root): {done.stderr.decode()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("encode", ["video", "both"])
+def test_a_full_disk_counts_only_the_frames_really_in_place(run_cli, small_disk, tmp_path, encode):
+    (tmp_path / "in" / "disk").mkdir(parents=True)
+    write_animation(tmp_path / "in" / "disk" / "clip.gif", noise_frames(4, (160, 120), seed=32), loop=0)
+    out = small_disk.parent  # OUT/disk, where the clip's outputs go, is the small disk
+    result = run_cli(str(tmp_path / "in"), "-o", str(out), "--encode", encode, "--overlay", "--cutout", "--json",
+                     "--device", "cpu")
+    assert result.returncode == 1, result.stderr
+    record = records(result.stdout)["clip.gif"]
+    assert record["status"] == "error" and "No space left on device" in record["error"], record
+    left = sorted(p.name for p in small_disk.rglob("*") if p.is_file())
+    assert not [name for name in left if name.startswith(".") or name.endswith((".mkv", ".webm"))], left
+    whole = [n for n in range(1, 5) if all((small_disk / "clip" / f"{n:06d}{s}.png").is_file()
+                                            for s in ("", "_mask", "_cutout", "_overlay"))]
+    if encode == "video":
+        assert (record["frames"], left) == (0, [])
+        assert record["error"].endswith("; no video written")
+    else:
+        assert whole == list(range(1, len(whole) + 1)) and len(left) == 4 * len(whole), left
+        assert record["frames"] == len(whole) < 4
+        assert record["error"].endswith(f"; {len(whole)} frame{'s' * (len(whole) != 1)} written, no video written")
+
+
+def test_ctrl_c_counts_the_frames_of_the_cut_clip_that_are_in_place(weights_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    write_animation(tmp_path / "in" / "clip.gif", noise_frames(12, (32, 32), seed=33), loop=0)
+    out = tmp_path / "out"
+    args = [*cli_command(), str(tmp_path / "in"), "-o", str(out), "--keep-background", "--device", "cpu",
+            "--weights-dir", str(weights_dir)]
+    proc = signal_when_written(args, out, "clip/000002.png", signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    whole = sorted(p.name for p in (out / "clip").iterdir())
+    assert whole == [f"{n:06d}.png" for n in range(1, len(whole) + 1)] and 2 <= len(whole) < 12, whole
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"processed 0 ({len(whole)} frames of clips), skipped 0, failed 0 in "), summary
+    assert summary.endswith(f"; interrupted, 1 clip cut short ({len(whole)} frames in place), 0 not started"), summary
+
+
+@pytest.fixture(scope="module")
+def finished_clips(run_cli, tmp_path_factory):
+    """A 2-frame clip run to the end as frames and as a video, with the settings the resumes below change."""
+    root = tmp_path_factory.mktemp("finished")
+    (root / "in").mkdir()
+    write_animation(root / "in" / "anim.gif", noise_frames(2, (32, 32), seed=34), loop=0)
+    for encode in ("frames", "video"):
+        result = run_cli(str(root / "in"), "-o", str(root / encode), "--encode", encode, "--keep-background",
+                         "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def other_weights(reference, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("other-weights")
+    subprocess.run([sys.executable, str(reference / "make_checkpoints.py"), str(folder),
+                    "--seed", "1"], check=True, capture_output=True)
+    return folder
+
+
+@pytest.mark.parametrize("encode", ["frames", "video"])
+@pytest.mark.parametrize("change, reason", [
+    (("--size", "processed"), "size 'original' (now 'processed')"),
+    (("--class-masks", "hair"), None),
+    (("--layout", "by-kind"), None),
+    (("--runtime", "torch", "--weights-dir", "OTHER"), "other UNet weights"),
+])
+def test_a_clip_resumed_with_a_changed_setting_is_made_again(run_cli, finished_clips, other_weights, tmp_path,
+                                                              encode, change, reason):
+    out = tmp_path / "out"
+    shutil.copytree(finished_clips / encode, out)
+    own_weights = "OTHER" not in change
+    change = tuple(str(other_weights) if arg == "OTHER" else arg for arg in change)
+    result = run_cli(str(finished_clips / "in"), "-o", str(out), "--encode", encode, "--keep-background",
+                     "--skip-existing", "--json", "--device", "cpu", *change, weights=own_weights)
+    record = records(result.stdout)["anim.gif"]
+    assert (record["status"], record["frames"]) == ("ok", 2), (record, result.stderr)
+    if reason is not None:
+        made = "anim.mkv" if encode == "video" else "000001.png"
+        assert record["reason"] == f"{made} was made with other settings: {reason}"
+    again = run_cli(str(finished_clips / "in"), "-o", str(out), "--encode", encode, "--keep-background",
+                    "--skip-existing", "--json", "--device", "cpu", *change, weights=own_weights)
+    assert records(again.stdout)["anim.gif"]["status"] == "skipped"
