@@ -220,16 +220,7 @@ class _Run:
             self.stop.set()
             self.decoders.shutdown(wait=False, cancel_futures=True)
             self.writers.shutdown(wait=True)
-            while True:
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    break
-                if event[0] in ("early", "written", "ended") and event[1] is not None:
-                    yield event[1]
-                elif event[0] == "frame" and self.progress is not None:
-                    self.progress.frame_done(event[1], event[2])
-            self._cut_clips()
+            yield from self._drain()
             raise
         finally:
             self.stop.set()
@@ -237,6 +228,19 @@ class _Run:
             self.writers.shutdown(wait=True)
             for tally in list(self.clips):
                 tally.abandon()
+
+    def _drain(self) -> Iterator[Outcome]:
+        """Once stopped and every write has landed: the outcomes and frames still queued, then the clips cut short."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event[0] in ("early", "written", "ended") and event[1] is not None:
+                yield event[1]
+            elif event[0] == "frame" and self.progress is not None:
+                self.progress.frame_done(event[1], event[2])
+        self._cut_clips()
 
     def _cut_clips(self) -> None:
         """Drop the videos of clips a stop left unfinished, telling ``progress`` how many frames of each stay."""
@@ -254,6 +258,7 @@ def process(jobs: Iterable[Job], segmentor: Segmentor, settings: RunSettings,
     ``settings.flush_after`` seconds. Ctrl-C in the calling thread stops taking new inputs: the
     batch in flight is discarded, outputs already being written are finished and reported, then
     ``KeyboardInterrupt`` is re-raised. Nothing partial is left on disk: a clip cut short keeps the
-    frames whose files were all written, and gets no outcome. ``progress`` hears of clips' frames.
+    frames whose files were all written, and gets no outcome. ``progress`` hears of clips' frames, and of
+    clips a stop cut short (``FrameProgress.clip_cut``).
     """
     return _Run(jobs, segmentor, settings, progress).outcomes()
