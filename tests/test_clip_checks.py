@@ -242,17 +242,23 @@ def test_a_full_disk_counts_only_the_frames_really_in_place(run_cli, small_disk,
         assert record["error"].endswith(f"; {len(whole)} frame{'s' * (len(whole) != 1)} written, no video written")
 
 
-def test_ctrl_c_counts_the_frames_of_the_cut_clip_that_are_in_place(weights_dir, tmp_path):
+@pytest.mark.parametrize("encode", ["frames", "video"])
+def test_ctrl_c_counts_the_frames_of_the_cut_clip_that_are_in_place(weights_dir, tmp_path, encode):
     (tmp_path / "in").mkdir()
     write_animation(tmp_path / "in" / "clip.gif", noise_frames(12, (32, 32), seed=33), loop=0)
     out = tmp_path / "out"
     args = [*cli_command(), str(tmp_path / "in"), "-o", str(out), "--keep-background", "--device", "cpu",
-            "--weights-dir", str(weights_dir)]
-    proc = signal_when_written(args, out, "clip/000002.png", signal.SIGINT)
+            "--encode", encode, "--weights-dir", str(weights_dir)]
+    pattern = "clip/000002.png" if encode == "frames" else ".clip.mkv.animeface-seg-*.tmp"  # the video begun
+    proc = signal_when_written(args, out, pattern, signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
+    summary = proc.stderr.strip().splitlines()[-1]
+    if encode == "video":  # a video cut short is dropped: nothing of the clip is in place
+        assert sorted(p.name for p in out.rglob("*") if p.suffix != ".jsonl") == [], list(out.rglob("*"))
+        assert summary.endswith("; interrupted, 1 clip cut short (0 frames in place), 0 not started"), summary
+        return
     whole = sorted(p.name for p in (out / "clip").iterdir())
     assert whole == [f"{n:06d}.png" for n in range(1, len(whole) + 1)] and 2 <= len(whole) < 12, whole
-    summary = proc.stderr.strip().splitlines()[-1]
     assert summary.startswith(f"processed 0 ({len(whole)} frames of clips), skipped 0, failed 0 in "), summary
     assert summary.endswith(f"; interrupted, 1 clip cut short ({len(whole)} frames in place), 0 not started"), summary
 
