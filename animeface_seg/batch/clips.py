@@ -178,7 +178,6 @@ class ClipTally:
                        processed_size=self._sizes[1], class_fractions=tuple(mean), mask_coverage=coverage,
                        reason=reason, **common)
 
-
     def _failed(self, common: dict) -> Outcome:
         """The clip's error outcome, counting only the frames whose files are in place (no video is kept)."""
         outcome = self._error
