@@ -280,4 +280,5 @@ def test_cut_gif_and_tiff_fail_as_decode_errors(tmp_path, name):
     with pytest.raises(ClipDecodeError, match="cannot be decoded|cannot decode image") as failure:
         with open_frames(cut) as clip:
             list(clip)
-    assert 0 <= failure.value.frames_decoded < 10 and "\n" not in str(failure.value)
+    # the seeded frames are alike in size: half the file ends inside frame 5 of the GIF, frame 6 of the TIFF
+    assert failure.value.frames_decoded == {"cut.gif": 4, "cut.tiff": 5}[name] and "\n" not in str(failure.value)
