@@ -216,3 +216,46 @@ def test_review_refuses_a_page_it_did_not_write_and_object_storage(run_cli, tmp_
     assert not (out / "a.png").exists()
     proc = run_cli(str(tmp_path / "in"), "-o", "s3://bucket/out", "--engine", "ray", "--review")
     assert proc.returncode == 2 and "--review writes a page in a local OUT, not in s3://bucket/out" in proc.stderr
+
+
+@pytest.mark.parametrize("fragment", [
+    "#per=0", "#per=abc&page=-1", "#status=%3Cb%3E", "#per=&status=", "#page=1.5&value=abc",
+    "#sort=nope&order=sideways&metric=x&op=eq&value=&page=0x1", "#per=1e2&page=1e9",
+])
+def test_unexpected_values_in_the_address_fall_back_to_the_defaults(browser, reviewed, fragment):
+    out, records, _ = reviewed
+    page = open_page(browser, out / "index.html", fragment)
+    controls = "ids => ids.map(id => document.getElementById(id).value)"
+    ids = ["status", "metric", "op", "value", "query", "sort", "order", "per"]
+    assert page.evaluate(controls, ids) == ["all", "", "ge", "0", "", "name", "asc", "100"]
+    assert page.text_content("#shown") == f"1-{len(records)} of {len(records)} shown (page 1 of 1)"
+    assert sorted(item["input"] for item in visible(page)) == sorted(records)
+    assert page.errors == []
+    page.close()
+
+
+def test_valid_values_in_the_address_are_kept_beside_unexpected_ones(browser, reviewed):
+    out, records, root = reviewed
+    page = open_page(browser, out / "index.html", "#per=abc&status=error&page=7")
+    assert page.evaluate("() => ['status', 'per'].map(id => document.getElementById(id).value)") == ["error", "100"]
+    assert [item["input"] for item in visible(page)] == [str(root / "first" / "broken.png")]
+    assert page.text_content("#shown") == "1-1 of 1 shown (page 1 of 1)"
+    page.close()
+
+
+def test_names_with_markup_show_as_text_in_the_browser(browser, run_cli, tmp_path):
+    """Inputs named like markup: no element is injected, no handler runs, the text shown is the name."""
+    names = ["<img src=x onerror=window.pwned=1>.png", "<b>x</b>.png", "&lt;b&gt;.png"]
+    for index, name in enumerate(names):
+        make_image(tmp_path / "in" / name, (32, 32), seed=index)
+    out = tmp_path / "out"
+    assert run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--review").returncode == 0
+    page = open_page(browser, out / "index.html")
+    page.wait_for_function("Array.from(document.images).every(img => img.complete)")
+    inputs = sorted(str(tmp_path / "in" / name) for name in names)
+    shown_names = page.eval_on_selector_all(".item .name", "els => els.map(el => [el.textContent, el.children.length])")
+    assert sorted(shown_names) == [[name, 0] for name in inputs]
+    assert sorted(item["input"] for item in visible(page)) == inputs
+    assert page.locator("b, img[src=x]").count() == 0
+    assert page.evaluate("() => window.pwned") is None and page.errors == []
+    page.close()

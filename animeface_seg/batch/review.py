@@ -242,10 +242,20 @@ figure.none span { line-height: 150px; color: #999; }
       list.append(term, data);
     });
   }
-  function readHash() {
+  const defaults = Object.fromEntries(ids.map((id) => [id, control[id].value]));
+  function valid(id, value) {  // a value the control offers (a finite number for the bound, any text to search)
+    const el = control[id];
+    if (el.tagName === "SELECT") return Array.from(el.options).some((option) => option.value === value);
+    return id !== "value" || (value.trim() !== "" && Number.isFinite(Number(value)));
+  }
+  function readHash() {  // the address may hold anything: what no control offers falls back to its default
     const state = new URLSearchParams(location.hash.slice(1));
-    for (const id of ids) if (state.has(id)) control[id].value = state.get(id);
-    page = Math.max(0, (Number(state.get("page")) || 1) - 1);
+    for (const id of ids) {
+      const value = state.get(id);
+      control[id].value = value !== null && valid(id, value) ? value : defaults[id];
+    }
+    const number = state.get("page") || "1";
+    page = /^[1-9][0-9]{0,8}$/.test(number) ? Number(number) - 1 : 0;
   }
   function writeHash() {
     const state = new URLSearchParams();
