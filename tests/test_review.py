@@ -214,6 +214,12 @@ def test_review_refuses_a_page_it_did_not_write_and_object_storage(run_cli, tmp_
     assert f"{out / 'index.html'} exists and was not written by animeface-seg" in proc.stderr
     assert (out / "index.html").read_text() == "<html>the user's own page</html>"
     assert not (out / "a.png").exists()
+    (out / "index.html").unlink()
+    (out / ".animeface-seg-review").write_text("not the thumbnails' folder")
+    proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--review", "--keep-background")
+    assert proc.returncode == 2 and (f"{out / '.animeface-seg-review'} is not a folder, but the review page keeps "
+                                     "its thumbnails there") in proc.stderr
+    assert sorted(path.name for path in out.iterdir()) == [".animeface-seg-review"]
     proc = run_cli(str(tmp_path / "in"), "-o", "s3://bucket/out", "--engine", "ray", "--review")
     assert proc.returncode == 2 and "--review writes a page in a local OUT, not in s3://bucket/out" in proc.stderr
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePath
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import Warn, load
 from animeface_seg.batch.tempfiles import write_set
-from animeface_seg.batch.thumbnails import thumbnail
+from animeface_seg.batch.thumbnails import REVIEW_FOLDER, thumbnail
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
 
 PAGE_NAME = "index.html"
@@ -44,6 +44,9 @@ def review_problem(out_dir: PurePath) -> str | None:
     if not isinstance(out_dir, Path):
         return (f"--review writes a page in a local OUT, not in {out_dir}: read "
                 "animeface-seg-manifest.jsonl there instead")
+    thumbs = out_dir / REVIEW_FOLDER
+    if (thumbs.exists() or thumbs.is_symlink()) and not thumbs.is_dir():
+        return f"{shown(thumbs)} is not a folder, but the review page keeps its thumbnails there: move it away"
     page = out_dir / PAGE_NAME
     if not page.exists() and not page.is_symlink():
         return None
