@@ -26,6 +26,7 @@ from pathlib import Path, PurePath
 
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import Warn, load
+from animeface_seg.batch.naming import FRAME_DIGITS, OUTPUT_SUFFIXES
 from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.batch.thumbnails import REVIEW_FOLDER, thumbnail
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
@@ -105,11 +106,10 @@ def _item(record: dict, out_dir: Path) -> str:
         attributes.append(f'data-fractions="{values}"')
     pictures = []
     if status != "error":
-        files = {"source": name if local else None, **outputs}
+        files = _shown_files(name if local else None, outputs)
         for kind, fallback in _THUMB_KINDS:
-            path = files.get(kind) or (files.get(fallback) if fallback else None)
-            kind = kind if files.get(kind) else (fallback or kind)
-            pictures.append(_picture(kind, path, out_dir))
+            kind = kind if kind in files or not fallback else fallback
+            pictures.append(_picture(kind, *files.get(kind, (None, None)), out_dir))
     parts = [f"<article {' '.join(attributes)}>", f'<h2 class="name">{html.escape(shown(name))}</h2>']
     if pictures:
         parts.append(f'<div class="thumbs">{"".join(pictures)}</div>')
@@ -127,12 +127,39 @@ def _item(record: dict, out_dir: Path) -> str:
     return "".join(parts)
 
 
-def _picture(kind: str, path: str | None, out_dir: Path) -> str:
-    """A thumbnail linked to its full-size file, or a placeholder saying there is none."""
+def _shown_files(source: str | None, outputs: dict[str, str]) -> dict[str, tuple[str | None, str]]:
+    """Per kind, the file its thumbnail shows and the file or folder it links to: a still's own file; a clip's
+    first frame in its frame folder (else its video, ``--encode video``), linked to the folder or the video."""
+    files = {"source": (source, source)} if source else {}
+    for kind, path in outputs.items():
+        if kind.endswith("_video"):
+            files.setdefault(kind[:-len("_video")], (path, path))
+        elif os.path.isdir(path):
+            shared = sum(other == path for other in outputs.values()) > 1
+            files[kind] = (_first_frame(path, OUTPUT_SUFFIXES.get(kind, "") if shared else ""), path)
+        else:
+            files[kind] = (path, path)
+    return files
+
+
+def _first_frame(folder: str, suffix: str) -> str | None:
+    """The lowest-numbered frame file of one kind in a clip's frame folder (``000001{suffix}.png``), if any."""
+    pattern = re.compile(r"[0-9]{%d,}%s\.png" % (FRAME_DIGITS, re.escape(suffix)))
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if pattern.fullmatch(entry.name)]
+    except OSError:
+        return None
+    return os.path.join(folder, min(names, key=lambda name: (len(name), name))) if names else None
+
+
+def _picture(kind: str, path: str | None, link: str | None, out_dir: Path) -> str:
+    """A thumbnail of ``path`` linked to ``link`` (its full-size file, a clip's folder or video), or a placeholder
+    saying there is none."""
     small = thumbnail(Path(path), out_dir, exact_colours=kind == "map") if path else None
-    if small is None:
+    if small is None or link is None:
         return f'<figure class="none"><span>no {kind}</span><figcaption>{kind}</figcaption></figure>'
-    return (f'<figure><a href="{_attr(_href(path, out_dir))}"><img loading="lazy" decoding="async" alt="{kind}" '
+    return (f'<figure><a href="{_attr(_href(link, out_dir))}"><img loading="lazy" decoding="async" alt="{kind}" '
             f'src="{small}"></a><figcaption>{kind}</figcaption></figure>')
 
 
