@@ -20,6 +20,12 @@ def manifest_of(out: Path) -> dict[str, dict]:
     return keyed
 
 
+def as_stored(records: dict[str, dict], out: Path) -> dict[str, dict]:
+    """``--json`` records as the manifest keeps them: output paths relative to OUT."""
+    return {name: {**record, "outputs": {kind: os.path.relpath(path, out) for kind, path in record["outputs"].items()}}
+            for name, record in records.items()}
+
+
 def temp_files(out: Path) -> list[Path]:
     return [path for path in out.rglob("*") if path.name.endswith(".tmp")]
 
@@ -33,9 +39,7 @@ def test_later_runs_extend_the_manifest_and_replace_their_inputs(run_cli, tmp_pa
     proc = run_cli(str(first), "-o", str(out), "--keep-background", "--json")
     assert proc.returncode == 0, proc.stderr
     printed = {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
-    assert manifest_of(out) == {name: {**record, "outputs": {kind: os.path.relpath(path, out)
-                                                             for kind, path in record["outputs"].items()}}
-                                for name, record in printed.items()}
+    assert manifest_of(out) == as_stored(printed, out)
 
     # A second run over another folder and again over a.png (now with overlays): b's record stays,
     # c's is added, a's is replaced by the newer one.
@@ -164,5 +168,5 @@ def test_interrupted_run_leaves_a_whole_manifest(weights_dir, tmp_path):
     proc = signal_when_written(args, out, "img*.png", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
     reported = {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
-    assert manifest_of(out) == reported and 1 <= len(reported) < len(names)
+    assert manifest_of(out) == as_stored(reported, out) and 1 <= len(reported) < len(names)
     assert not temp_files(out)

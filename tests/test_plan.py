@@ -407,3 +407,31 @@ def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_pat
         f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
         f"{out / MANIFEST_NAME}, where the manifest of OUT goes"]
     assert check(replace(folding, names=NameRule())) == []
+
+
+def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_path):
+    """The watch claims each new file's outputs by the plan's rule, the run's own files included."""
+    pytest.importorskip("watchfiles")
+    import queue
+    import threading
+
+    from animeface_seg.batch.settings import RunSettings
+    from animeface_seg.integrations.watch import DropFolders
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    drop = DropFolders([str(src)], out, settle=0.2, review=True)
+    drop.start()
+    drop.plan([], RunSettings.decide(out, "cpu"))
+    got: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
+    reader.start()
+    try:
+        make_image(src / "index.html" / "a.png", (30, 30))
+        job = got.get(timeout=30)
+        assert job.source == src / "index.html" / "a.png"
+        assert f"{out / 'index.html' / 'a.png'}: the map of {job.source}, inside {out / 'index.html'}, where the " \
+               "review page (--review) goes" in job.error
+    finally:
+        drop.stop()
+        reader.join(timeout=30)

@@ -106,7 +106,7 @@ def _item(record: dict, out_dir: Path) -> str:
         attributes.append(f'data-fractions="{values}"')
     pictures = []
     if status != "error":
-        files = _shown_files(name if local else None, outputs)
+        files = _shown_files(name if local else None, outputs, clip=record.get("frames") is not None)
         for kind, fallback in _THUMB_KINDS:
             kind = kind if kind in files or not fallback else fallback
             pictures.append(_picture(kind, *files.get(kind, (None, None)), out_dir))
@@ -127,14 +127,14 @@ def _item(record: dict, out_dir: Path) -> str:
     return "".join(parts)
 
 
-def _shown_files(source: str | None, outputs: dict[str, str]) -> dict[str, tuple[str | None, str]]:
+def _shown_files(source: str | None, outputs: dict[str, str], clip: bool) -> dict[str, tuple[str | None, str]]:
     """Per kind, the file its thumbnail shows and the file or folder it links to: a still's own file; a clip's
     first frame in its frame folder (else its video, ``--encode video``), linked to the folder or the video."""
     files = {"source": (source, source)} if source else {}
     for kind, path in outputs.items():
         if kind.endswith("_video"):
             files.setdefault(kind[:-len("_video")], (path, path))
-        elif os.path.isdir(path):
+        elif clip and os.path.isdir(path):
             shared = sum(other == path for other in outputs.values()) > 1
             files[kind] = (_first_frame(path, OUTPUT_SUFFIXES.get(kind, "") if shared else ""), path)
         else:
