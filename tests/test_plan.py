@@ -404,8 +404,8 @@ def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_pat
     folding = Plan(jobs, out, (OutputKind.MAP,), names=NameRule(folds_case=True), review=True)
     assert [text for text, _ in check(folding)] == [
         f"{out / 'INDEX.HTML'}: the frames of {tmp_path / 'INDEX.HTML.gif'}, but the review page (--review) goes there",
-        f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
-        f"{out / MANIFEST_NAME}, where the manifest of OUT goes"]
+        (f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
+         f"{out / MANIFEST_NAME}, where the manifest of OUT goes")]
     assert check(replace(folding, names=NameRule())) == []
 
 

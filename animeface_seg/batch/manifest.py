@@ -72,10 +72,7 @@ def _base(folder: PurePath) -> str:
 def stored(record: dict, folder: PurePath) -> dict:
     """``record`` (absolute paths) as the manifest in ``folder`` keeps it: paths inside ``folder`` relative to it."""
     prefix = _base(folder).rstrip(os.sep) + os.sep
-
-    def relative(path: str) -> str:
-        return path[len(prefix):] if path.startswith(prefix) else path
-    return _paths(record, relative)
+    return _paths(record, lambda path: path.removeprefix(prefix))
 
 
 def resolved(record: dict, folder: PurePath) -> dict:

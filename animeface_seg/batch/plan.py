@@ -29,7 +29,6 @@ from animeface_seg.batch.discovery import InputError, Job, discover, folder_iden
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths
-from animeface_seg.batch.review import PAGE_NAME
 from animeface_seg.batch.thumbnails import REVIEW_FOLDER
 from animeface_seg.engine.frames import is_multi_frame
 
@@ -168,10 +167,12 @@ def mark_clips(jobs: Sequence[Job]) -> list[Job]:
 
 
 def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
-    """The files the run itself keeps in OUT, which no output may take, each with what it is: the manifest,
+    """The files the run itself keeps directly in OUT, which no output may take, each with what it is: the manifest,
     and with ``review`` the review page and its thumbnails' folder."""
     files = {out_dir / MANIFEST_NAME: "the manifest of OUT"}
-    if review:
+    if review:  # the page's module loads only for runs that write it
+        from animeface_seg.batch.review import PAGE_NAME
+
         files[out_dir / PAGE_NAME] = "the review page (--review)"
         files[out_dir / REVIEW_FOLDER] = "the review page's thumbnails (--review)"
     return files
@@ -228,8 +229,9 @@ class OutputClaims:
         """A clip's frame folder per kind: nothing else may go there or below."""
         self.clear: dict[Path, tuple[Job, OutputKind]] = {}
         self.conflicts: list[tuple[str, str]] = []
-        self.run_files = {self._key(path): (path, what) for path, what in run_files(out_dir, review).items()}
-        """The files the run keeps in OUT (``run_files``): no output may be one or lie below one."""
+        self.run_files = {self.names.key(path.name): (path, what)
+                          for path, what in run_files(out_dir, review).items()}
+        """The files the run keeps directly in OUT (``run_files``) by name: no output may be one or lie below one."""
 
     def claim(self, job: Job) -> list[tuple[str, str]]:
         """Claim every output of ``job`` (a clip's frame folders); the conflicts it makes (also kept in ``conflicts``)."""
@@ -299,14 +301,13 @@ class OutputClaims:
                                    _HINT_LONG))
         return bool(long)
 
-    def _takes_run_file(self, path: Path, job: Job, kind: OutputKind) -> bool:
-        """Record the conflict of an output that is, or lies below, a file the run keeps in OUT, if ``path`` is one."""
-        key = self._key(path)
-        taken = next((self.run_files[key[:end]] for end in range(1, len(key) + 1) if key[:end] in self.run_files),
-                     None)
+    def _takes_run_file(self, key: tuple[str, ...], path: Path, job: Job, kind: OutputKind) -> bool:
+        """Record the conflict of an output (``key``: ``path`` as ``_key`` gives it) that is, or lies below, a file
+        the run keeps in OUT, if it is one."""
+        taken = self.run_files.get(key[0]) if key else None
         if taken is not None:
             mine = f"{shown(path)}: {_what((path, job, kind))}"
-            text = (f"{mine}, but {taken[1]} goes there" if len(taken[0].parts) == len(path.parts)
+            text = (f"{mine}, but {taken[1]} goes there" if len(key) == 1
                     else f"{mine}, inside {shown(taken[0])}, where {taken[1]} goes")
             self.conflicts.append((text, _HINT_RUN_FILES))
         return taken is not None
@@ -317,9 +318,9 @@ class OutputClaims:
 
     def _claim_frames(self, path: Path, job: Job, kind: OutputKind) -> None:
         """Record a clip's frame folder, or the conflict it makes with an output, folder or clip claimed before."""
-        if self._too_long(path, job, kind) or self._takes_run_file(path, job, kind):
-            return
         key = self._key(path)
+        if self._too_long(path, job, kind) or self._takes_run_file(key, path, job, kind):
+            return
         mine = (path, job, kind)
         if key in self.files:
             other = self.files[key]
@@ -339,9 +340,9 @@ class OutputClaims:
 
     def _claim(self, path: Path, job: Job, kind: OutputKind) -> None:
         """Record one output, or the conflict it makes with an output, folder or clip claimed before."""
-        if self._too_long(path, job, kind) or self._takes_run_file(path, job, kind):
-            return
         key = self._key(path)
+        if self._too_long(path, job, kind) or self._takes_run_file(key, path, job, kind):
+            return
         mine = (path, job, kind)
         if key in self.clips:
             self.conflicts.append(_folder_in_the_way(path, mine, self.clips[key]))

@@ -144,7 +144,7 @@ def _shown_files(source: str | None, outputs: dict[str, str], clip: bool) -> dic
 
 def _first_frame(folder: str, suffix: str) -> str | None:
     """The lowest-numbered frame file of one kind in a clip's frame folder (``000001{suffix}.png``), if any."""
-    pattern = re.compile(r"[0-9]{%d,}%s\.png" % (FRAME_DIGITS, re.escape(suffix)))
+    pattern = re.compile(rf"[0-9]{{{FRAME_DIGITS},}}{re.escape(suffix)}\.png")
     try:
         with os.scandir(folder) as entries:
             names = [entry.name for entry in entries if pattern.fullmatch(entry.name)]
