@@ -39,6 +39,7 @@ def test_later_runs_extend_the_manifest_and_replace_their_inputs(run_cli, tmp_pa
     proc = run_cli(str(first), "-o", str(out), "--keep-background", "--json")
     assert proc.returncode == 0, proc.stderr
     printed = {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
+    assert printed[str(first / "a.png")]["outputs"] == {"map": str(out / "a.png")}  # --json: paths as given
     assert manifest_of(out) == as_stored(printed, out)
 
     # A second run over another folder and again over a.png (now with overlays): b's record stays,
