@@ -1,14 +1,15 @@
 """``--review``: ``OUT/index.html``, one self-contained page to check every input of OUT at a glance.
 
 The page lists every record of OUT's manifest (this run's and earlier runs'): thumbnails of the
-source, the overlay (else the map) and the mask, the class fractions and mask coverage, and each
-failure with its reason. It loads nothing from the network: styles and script are inline, the
+source, the overlay (else the map) and the mask (a clip's: of its first frame, linked to its frame
+folder or video), the class fractions and mask coverage, and each failure with its reason. It loads nothing from the network: styles and script are inline, the
 thumbnails are small files in ``OUT/.animeface-seg-review/`` (``thumbnails.py``), so it works
 opened from disk, offline. Every item is in the HTML itself, so scripts can read it without a
 browser: ``data-status`` (``ok``, ``skipped``, ``error``), ``data-output`` (the map's path
 relative to OUT, for inputs that have one), ``data-input``, ``data-coverage`` and
 ``data-fractions`` (in the order of the page's ``data-classes``). The inline script sorts, filters
-and pages the items (its state is kept in the address's ``#`` part) and shows one page at a
+and pages the items (its state is kept in the address's ``#`` part, where a value no control
+offers falls back to the default) and shows one page at a
 time, so images load only for the items shown and 10,000 inputs open fast. File names are
 escaped for HTML; bytes that are not valid in the file system's encoding appear as U+FFFD in
 attributes and as ``\\xNN`` in the text shown, while links carry the exact bytes.
