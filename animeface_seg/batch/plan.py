@@ -1,16 +1,17 @@
 """The output plan of a run: every output path known and checked before any network loads.
 
 The rule: no input may lie inside OUT (outputs written there could replace it; walking a folder
-never enters OUT, so OUT may sit inside an input folder, never the other way round). No output
-may be the same path as another output of any kind, sit where a folder must go for another
-output, sit where a folder already is, lie below an existing file, or be the same file as an
-input. A clip (a video, an animated image; ``mark_clips``) owns its frame folder: no other output,
-and no other clip's folder, may lie in it, be it, or hold it. The files the run keeps in OUT itself (the
+never enters OUT, so OUT may sit inside an input folder, never the other way round). No output may
+be the same path as another output of any kind, sit where a folder must go for another output, sit
+where a folder already is, lie below an existing file, or be the same file as an input. A clip (a
+video, an animated image; ``mark_clips``) owns its frame folder: no other output, and no other
+clip's folder, may lie in it, be it, or hold it. The files the run keeps in OUT itself (the
 manifest; with ``--review`` the page and its thumbnails' folder, ``run_files``) are planned too: no
-output may be one of them or lie below one. Output names are compared the way OUT's file system compares them: exactly where it
-tells letter case and Unicode spellings apart, case-folded and NFC-normalised where it does not
-(``NameRule.probe`` asks the file system). Inputs are compared by identity (device and inode),
-which needs no name rule. A conflict stops the run before anything is written.
+output may be one of them or lie below one. Output names are compared the way OUT's file system
+compares them: exactly where it tells letter case and Unicode spellings apart, case-folded and NFC-
+normalised where it does not (``NameRule.probe`` asks the file system). Inputs are compared by
+identity (device and inode), which needs no name rule. A conflict stops the run before anything is
+written.
 """
 
 from __future__ import annotations
