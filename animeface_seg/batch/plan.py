@@ -8,8 +8,8 @@ video, an animated image; ``mark_clips``) owns its frame folder: no other output
 clip's folder, may lie in it, be it, or hold it. The files the run keeps in OUT itself (the
 manifest; with ``--review`` the page and its thumbnails' folder, ``run_files``) are planned too: no
 output may be one of them or lie below one. Output names are compared the way OUT's file system
-compares them: exactly where it tells letter case and Unicode spellings apart, case-folded and NFC-
-normalised where it does not (``NameRule.probe`` asks the file system). Inputs are compared by
+compares them: exactly where it tells letter case and Unicode spellings apart, case-folded and
+NFC-normalised where it does not (``NameRule.probe`` asks the file system). Inputs are compared by
 identity (device and inode), which needs no name rule. A conflict stops the run before anything is
 written.
 """
