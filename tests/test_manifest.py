@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -19,6 +20,12 @@ def manifest_of(out: Path) -> dict[str, dict]:
     return keyed
 
 
+def as_stored(records: dict[str, dict], out: Path) -> dict[str, dict]:
+    """``--json`` records as the manifest keeps them: output paths relative to OUT."""
+    return {name: {**record, "outputs": {kind: os.path.relpath(path, out) for kind, path in record["outputs"].items()}}
+            for name, record in records.items()}
+
+
 def temp_files(out: Path) -> list[Path]:
     return [path for path in out.rglob("*") if path.name.endswith(".tmp")]
 
@@ -31,7 +38,9 @@ def test_later_runs_extend_the_manifest_and_replace_their_inputs(run_cli, tmp_pa
     out = tmp_path / "out"
     proc = run_cli(str(first), "-o", str(out), "--keep-background", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert manifest_of(out) == {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
+    printed = {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
+    assert printed[str(first / "a.png")]["outputs"] == {"map": str(out / "a.png")}  # --json: paths as given
+    assert manifest_of(out) == as_stored(printed, out)
 
     # A second run over another folder and again over a.png (now with overlays): b's record stays,
     # c's is added, a's is replaced by the newer one.
@@ -41,7 +50,7 @@ def test_later_runs_extend_the_manifest_and_replace_their_inputs(run_cli, tmp_pa
     assert sorted(records) == sorted(str(p) for p in (first / "a.png", first / "b.png", second / "c.png"))
     assert set(records[str(first / "a.png")]["outputs"]) == {"map", "overlay"}
     assert set(records[str(first / "b.png")]["outputs"]) == {"map"}
-    assert records[str(second / "c.png")]["outputs"]["overlay"] == str(out / "c_overlay.png")
+    assert records[str(second / "c.png")]["outputs"]["overlay"] == "c_overlay.png"
 
     # Skipped inputs (nothing done) keep their earlier record, with its class fractions.
     proc = run_cli(str(first), "-o", str(out), "--keep-background", "--skip-existing")
@@ -50,7 +59,7 @@ def test_later_runs_extend_the_manifest_and_replace_their_inputs(run_cli, tmp_pa
     assert not temp_files(out)
 
 
-def test_relative_paths_are_kept_absolute(run_cli, tmp_path, monkeypatch):
+def test_inputs_are_kept_absolute_and_outputs_relative_to_out(run_cli, tmp_path, monkeypatch):
     make_image(tmp_path / "in" / "a.png", (30, 30))
     monkeypatch.chdir(tmp_path)
     assert run_cli("in", "-o", "out", "--keep-background").returncode == 0
@@ -58,7 +67,23 @@ def test_relative_paths_are_kept_absolute(run_cli, tmp_path, monkeypatch):
     assert run_cli("a.png", "-o", "../out", "--keep-background").returncode == 0
     (record,) = manifest_of(tmp_path / "out").values()  # the same input from two folders: one record
     assert record["input"] == str(tmp_path / "in" / "a.png")
-    assert record["outputs"] == {"map": str(tmp_path / "out" / "a.png")}
+    assert record["outputs"] == {"map": "a.png"}  # inside OUT: relative to it, so OUT can move
+
+
+def test_old_absolute_lines_still_read_and_are_rewritten_relative(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"input": "/elsewhere/old.png", "status": "ok", "outputs": {"map": str(out / "sub" / "old.png"),
+                                                                      "mask": "/other/old_mask.png"}}
+    (out / MANIFEST_NAME).write_text(json.dumps(old) + "\n" + json.dumps({**old, "input": "/elsewhere/new.png",
+                                                                        "outputs": {"map": "new.png"}}) + "\n")
+    with Manifest(out) as manifest:
+        assert manifest.records["/elsewhere/old.png"] == old
+        assert manifest.records["/elsewhere/new.png"]["outputs"] == {"map": str(out / "new.png")}
+        manifest.add({"input": "/elsewhere/third.png", "status": "ok", "outputs": {"map": str(out / "third.png")}})
+    records = manifest_of(out)
+    assert records["/elsewhere/old.png"]["outputs"] == {"map": "sub/old.png", "mask": "/other/old_mask.png"}
+    assert records["/elsewhere/third.png"]["outputs"] == {"map": "third.png"}
 
 
 def test_damaged_manifest_keeps_its_valid_lines_and_the_run_goes_on(run_cli, tmp_path):
@@ -81,6 +106,20 @@ def test_damaged_manifest_keeps_its_valid_lines_and_the_run_goes_on(run_cli, tmp
     records = manifest_of(out)
     assert records["/elsewhere/old.png"] == kept
     assert records[str(tmp_path / "in" / "new.png")]["status"] == "ok"
+
+
+def test_damaged_lines_leave_the_file_on_the_next_write(run_cli, tmp_path):
+    """Even a run that adds no record (every input skipped) writes the damage away: one warning, then none."""
+    make_image(tmp_path / "in" / "a.png", (30, 30))
+    out = tmp_path / "out"
+    assert run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background").returncode == 0
+    good = (out / MANIFEST_NAME).read_bytes()
+    (out / MANIFEST_NAME).write_bytes(good + b'{"input": "/cut/off.png", "sta\n' + b"\xff\xfe\n")
+    for warned in (True, False):
+        proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--skip-existing", "--review")
+        assert proc.returncode == 0 and "skipped 1" in proc.stderr, proc.stderr
+        assert proc.stderr.count("2 damaged line(s) dropped, 1 record(s) kept") == warned, proc.stderr
+        assert (out / MANIFEST_NAME).read_bytes() == good
 
 
 def test_unusable_manifest_never_stops_the_run(run_cli, tmp_path):
@@ -130,5 +169,5 @@ def test_interrupted_run_leaves_a_whole_manifest(weights_dir, tmp_path):
     proc = signal_when_written(args, out, "img*.png", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
     reported = {record["input"]: record for record in map(json.loads, proc.stdout.splitlines())}
-    assert manifest_of(out) == reported and 1 <= len(reported) < len(names)
+    assert manifest_of(out) == as_stored(reported, out) and 1 <= len(reported) < len(names)
     assert not temp_files(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind
-from animeface_seg.batch.plan import NameRule, Plan, check, make_plan
+from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
 from conftest import make_image
 
 
@@ -368,3 +369,69 @@ def test_json_on_a_standard_output_that_is_not_utf8_escapes_every_non_ascii_char
     assert proc.stdout.isascii() and "\\u30ad\\u30e3\\u30e9 \\u00e9.png" in proc.stdout, proc.stdout
     [record] = records(proc.stdout)
     assert record["input"] == str(image) and record["outputs"]["map"] == str(tmp_path / "out" / "キャラ é.png")
+
+
+def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_runs(recorded_run, tmp_path):
+    """The files the run keeps in OUT are part of the plan: an input folder, a clip's frame folder or a clip named
+    like the page, its thumbnails' folder or the manifest is refused, naming both sides."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "index.html" / "a.png", (40, 30))
+    animated_gif(src / "index.html.gif")
+    (src / "animeface-seg-manifest.jsonl.mp4").write_bytes(b"a clip by its name")
+    make_image(src / "fine.png", (30, 40), seed=1)
+    before = files_under(tmp_path)
+    result, calls = recorded_run(str(src), "-o", str(out), "--review", "--keep-background")
+    assert result.exit_code == 2, result.output
+    assert (f"{out / 'index.html' / 'a.png'}: the map of {src / 'index.html' / 'a.png'}, inside {out / 'index.html'}, "
+            "where the review page (--review) goes") in result.stderr
+    assert f"{out / 'index.html'}: the frames of {src / 'index.html.gif'}, but the review page (--review) goes there" \
+        in result.stderr
+    assert (f"{out / 'animeface-seg-manifest.jsonl'}: the frames of {src / 'animeface-seg-manifest.jsonl.mp4'}, "
+            "but the manifest of OUT goes there") in result.stderr
+    assert "drop --review" in result.stderr and "fine" not in result.stderr
+    assert calls == [] and files_under(tmp_path) == before and not out.exists()
+    # Without --review the page's names are free; the manifest's never are.
+    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], out, [OutputKind.MAP])
+    assert len(plan.jobs) == 2
+    with pytest.raises(PlanError, match="the manifest of OUT goes there"):
+        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], out, [OutputKind.MAP])
+
+
+def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_path):
+    out = tmp_path / "out"
+    jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), clip=True),
+            Job(tmp_path / "x.png", PurePath("Animeface-Seg-Manifest.JSONL/x"))]
+    folding = Plan(jobs, out, (OutputKind.MAP,), names=NameRule(folds_case=True), review=True)
+    assert [text for text, _ in check(folding)] == [
+        f"{out / 'INDEX.HTML'}: the frames of {tmp_path / 'INDEX.HTML.gif'}, but the review page (--review) goes there",
+        (f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
+         f"{out / MANIFEST_NAME}, where the manifest of OUT goes")]
+    assert check(replace(folding, names=NameRule())) == []
+
+
+def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_path):
+    """The watch claims each new file's outputs by the plan's rule, the run's own files included."""
+    pytest.importorskip("watchfiles")
+    import queue
+    import threading
+
+    from animeface_seg.batch.settings import RunSettings
+    from animeface_seg.integrations.watch import DropFolders
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    drop = DropFolders([str(src)], out, settle=0.2, review=True)
+    drop.start()
+    drop.plan([], RunSettings.decide(out, "cpu"))
+    got: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
+    reader.start()
+    try:
+        make_image(src / "index.html" / "a.png", (30, 30))
+        job = got.get(timeout=30)
+        assert job.source == src / "index.html" / "a.png"
+        assert f"{out / 'index.html' / 'a.png'}: the map of {job.source}, inside {out / 'index.html'}, where the " \
+               "review page (--review) goes" in job.error
+    finally:
+        drop.stop()
+        reader.join(timeout=30)

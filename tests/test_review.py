@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -214,5 +217,141 @@ def test_review_refuses_a_page_it_did_not_write_and_object_storage(run_cli, tmp_
     assert f"{out / 'index.html'} exists and was not written by animeface-seg" in proc.stderr
     assert (out / "index.html").read_text() == "<html>the user's own page</html>"
     assert not (out / "a.png").exists()
+    (out / "index.html").unlink()
+    (out / ".animeface-seg-review").write_text("not the thumbnails' folder")
+    proc = run_cli(str(tmp_path / "in"), "-o", str(out), "--review", "--keep-background")
+    assert proc.returncode == 2 and (f"{out / '.animeface-seg-review'} is not a folder, but the review page keeps "
+                                     "its thumbnails there") in proc.stderr
+    assert sorted(path.name for path in out.iterdir()) == [".animeface-seg-review"]
     proc = run_cli(str(tmp_path / "in"), "-o", "s3://bucket/out", "--engine", "ray", "--review")
     assert proc.returncode == 2 and "--review writes a page in a local OUT, not in s3://bucket/out" in proc.stderr
+
+
+@pytest.mark.parametrize("fragment", [
+    "#per=0", "#per=abc&page=-1", "#status=%3Cb%3E", "#per=&status=", "#page=1.5&value=abc",
+    "#sort=nope&order=sideways&metric=x&op=eq&value=&page=0x1", "#per=1e2&page=1e9",
+])
+def test_unexpected_values_in_the_address_fall_back_to_the_defaults(browser, reviewed, fragment):
+    out, records, _ = reviewed
+    page = open_page(browser, out / "index.html", fragment)
+    controls = "ids => ids.map(id => document.getElementById(id).value)"
+    ids = ["status", "metric", "op", "value", "query", "sort", "order", "per"]
+    assert page.evaluate(controls, ids) == ["all", "", "ge", "0", "", "name", "asc", "100"]
+    assert page.text_content("#shown") == f"1-{len(records)} of {len(records)} shown (page 1 of 1)"
+    assert sorted(item["input"] for item in visible(page)) == sorted(records)
+    assert page.errors == []
+    page.close()
+
+
+def test_valid_values_in_the_address_are_kept_beside_unexpected_ones(browser, reviewed):
+    out, _, root = reviewed
+    page = open_page(browser, out / "index.html", "#per=abc&status=error&page=7")
+    assert page.evaluate("() => ['status', 'per'].map(id => document.getElementById(id).value)") == ["error", "100"]
+    assert [item["input"] for item in visible(page)] == [str(root / "first" / "broken.png")]
+    assert page.text_content("#shown") == "1-1 of 1 shown (page 1 of 1)"
+    page.close()
+
+
+def test_names_with_markup_show_as_text_in_the_browser(browser, run_cli, tmp_path):
+    """Inputs named like markup: no element is injected, no handler runs, the text shown is the name."""
+    names = ["<img src=x onerror=window.pwned=1>.png", "<b>x</b>.png", "&lt;b&gt;.png"]
+    for index, name in enumerate(names):
+        make_image(tmp_path / "in" / name, (32, 32), seed=index)
+    out = tmp_path / "out"
+    assert run_cli(str(tmp_path / "in"), "-o", str(out), "--keep-background", "--review").returncode == 0
+    page = open_page(browser, out / "index.html")
+    page.wait_for_function("Array.from(document.images).every(img => img.complete)")
+    inputs = sorted(str(tmp_path / "in" / name) for name in names)
+    shown_names = page.eval_on_selector_all(".item .name", "els => els.map(el => [el.textContent, el.children.length])")
+    assert sorted(shown_names) == [[name, 0] for name in inputs]
+    assert sorted(item["input"] for item in visible(page)) == inputs
+    assert page.locator("b, img[src=x]").count() == 0
+    assert page.evaluate("() => window.pwned") is None and page.errors == []
+    page.close()
+
+
+def _clip_files(folder: Path) -> list[np.ndarray]:
+    """An animated GIF and an H.264 video of the same two frames (returned), and a still."""
+    av = pytest.importorskip("av")
+    ramp = np.linspace(0, 60, 64)[None, :, None]  # smooth pictures, far apart: codecs keep them recognisable
+    frames = [np.broadcast_to(np.array(colour) + ramp, (48, 64, 3)).astype(np.uint8)
+              for colour in ((190, 60, 30), (30, 70, 190))]
+    folder.mkdir(parents=True)
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(folder / "anim.gif", save_all=True, append_images=images[1:], duration=100)
+    with av.open(str(folder / "movie.mp4"), "w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=10)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    make_image(folder / "still.png", (40, 40), seed=3)
+    return frames
+
+
+def thumbs(page) -> dict[str, dict[str, tuple[str, str]]]:
+    """Per input file name, per thumbnail kind: (its thumbnail file, its link), once every image has loaded."""
+    page.wait_for_function("Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)")
+    found = page.eval_on_selector_all("#items > .item", """items => items.map(el => [el.dataset.input,
+        Array.from(el.querySelectorAll('img'), img => [img.alt, img.getAttribute('src'),
+                                                       img.closest('a').getAttribute('href')])])""")
+    return {Path(name).name: {alt: (src, href) for alt, src, href in images} for name, images in found}
+
+
+def thumbnail_of(file: Path, extension: str) -> str:
+    """The thumbnail's path (relative to OUT) that shows ``file``: thumbnails are named by a digest of its path."""
+    digest = hashlib.sha256(os.fsencode(file)).hexdigest()[:32]
+    return f".animeface-seg-review/thumbs/{digest[:2]}/{digest}{extension}"
+
+
+def test_clips_show_their_first_frame_linked_to_their_folder_or_video(browser, run_cli, tmp_path):
+    frames = _clip_files(tmp_path / "in")
+    frames_out, video_out = tmp_path / "frames", tmp_path / "videos"
+    assert run_cli(str(tmp_path / "in"), "-o", str(frames_out), "--overlay", "--review").returncode == 0
+    assert run_cli(str(tmp_path / "in"), "-o", str(video_out), "--encode", "video", "--review").returncode == 0
+    page = open_page(browser, frames_out / "index.html")
+    shown = thumbs(page)
+    assert page.locator("figure.none").count() == 0 and page.errors == []
+    for clip in ("anim", "movie"):
+        assert {kind: href for kind, (_, href) in shown[f"{clip}.{'gif' if clip == 'anim' else 'mp4'}"].items()
+                if kind != "source"} == {"overlay": clip, "mask": clip}  # a link to the clip's folder
+        for kind, suffix in (("overlay", "_overlay"), ("mask", "_mask")):  # made of the first frame's file
+            src = shown[f"{clip}.{'gif' if clip == 'anim' else 'mp4'}"][kind][0]
+            assert src == thumbnail_of(frames_out / clip / f"000001{suffix}.png", ".jpg")
+    # The video's own first frame, through PyAV (H.264 and JPEG change it a little).
+    assert shown["movie.mp4"]["source"][0] == thumbnail_of(tmp_path / "in" / "movie.mp4", ".jpg")
+    with Image.open(frames_out / shown["movie.mp4"]["source"][0]) as source:
+        errors = [np.abs(np.asarray(source, int) - frame).mean() for frame in frames]
+        assert errors[0] < 10 and errors[1] > 60, errors
+    page.close()
+
+    page = open_page(browser, video_out / "index.html")
+    shown = thumbs(page)
+    assert page.locator("figure.none").count() == 0 and page.errors == []
+    assert {kind: href for kind, (_, href) in shown["anim.gif"].items() if kind != "source"} == {
+        "map": "anim.mkv", "mask": "anim_mask.mkv"}
+    # The map's thumbnail is the video's first frame, scaled keeping palette colours: the same pixels as
+    # the first frame's map of the run that kept frames.
+    with Image.open(video_out / shown["movie.mp4"]["map"][0]) as small, \
+            Image.open(frames_out / "movie" / "000001.png") as full:
+        full.thumbnail((160, 160), Image.Resampling.NEAREST)
+        assert np.array_equal(np.asarray(small.convert("RGB")), np.asarray(full.convert("RGB")))
+    page.close()
+
+
+def test_a_moved_out_keeps_the_thumbnails_of_earlier_runs(browser, run_cli, tmp_path):
+    make_image(tmp_path / "in" / "a.png", (40, 30))
+    make_image(tmp_path / "in2" / "b.png", (30, 40), seed=1)
+    assert run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--overlay", "--review").returncode == 0
+    moved = tmp_path / "moved"
+    (tmp_path / "out").rename(moved)
+    assert run_cli(str(tmp_path / "in2"), "-o", str(moved), "--overlay", "--review").returncode == 0
+    page = open_page(browser, moved / "index.html")
+    shown = thumbs(page)
+    assert page.locator("figure.none").count() == 0 and page.errors == []
+    assert {name: sorted(href for kind, (_, href) in kinds.items() if kind != "source")
+            for name, kinds in shown.items()} == {"a.png": ["a_mask.png", "a_overlay.png"],
+                                                  "b.png": ["b_mask.png", "b_overlay.png"]}
+    assert page.eval_on_selector_all("[data-output]", "els => els.map(el => el.dataset.output).sort()") == [
+        "a.png", "b.png"]
+    page.close()

@@ -1,14 +1,16 @@
 """The manifest: every input's record kept in OUT, across runs and engines.
 
 ``OUT/animeface-seg-manifest.jsonl`` holds one JSON line per input ever reported into OUT: its
-``--json`` record, with local paths made absolute so the file means the same from any folder.
-A run loads it, and each record it reports replaces the one of the same input (keyed by the
-input path) while every other input's record stays; a ``skipped`` record only fills a gap, as
-nothing was done for that input and its earlier record still describes its files. The file is
-always written whole and atomically (a temporary file in OUT renamed over it; one put in object
-storage): when the run ends, however it ends, and meanwhile at most every ``interval`` seconds
-after a record arrived. A damaged manifest never stops a run: its valid lines are kept and the
-loss is reported once. Lines are ASCII JSON, so names with undecodable bytes (lone surrogates,
+``--json`` record, with paths inside OUT stored relative to OUT (so OUT can be moved or copied) and
+every other local path made absolute (so the file means the same from any folder); lines of older
+versions, whose paths are all absolute, read as they are. A run loads it, and each record it reports
+replaces the one of the same input (keyed by the input path) while every other input's record stays;
+a ``skipped`` record only fills a gap, as nothing was done for that input and its earlier record
+still describes its files. The file is always written whole and atomically (a temporary file in OUT
+renamed over it; one put in object storage): when the run ends, however it ends, and meanwhile at
+most every ``interval`` seconds after a record arrived. A damaged manifest never stops a run: its
+valid lines are kept, the loss is reported once, and the run's write leaves the damage behind (even
+a run that adds nothing). Lines are ASCII JSON, so names with undecodable bytes (lone surrogates,
 see ``os.fsdecode``) round-trip as ``\\udcXX`` escapes.
 """
 
@@ -49,11 +51,37 @@ def _absolute(name: str) -> str:
     return name if "://" in name else os.path.abspath(name)
 
 
+def _paths(record: dict, change: Callable[[str], str]) -> dict:
+    """``record`` with ``change`` applied to its input and output paths."""
+    outputs = record.get("outputs") or {}
+    return {**record, "input": change(record["input"]),
+            "outputs": {kind: change(path) for kind, path in outputs.items()}}
+
+
 def normalized(record: dict) -> dict:
     """``record`` with its input and output paths absolute (see ``_absolute``)."""
-    outputs = record.get("outputs") or {}
-    return {**record, "input": _absolute(record["input"]),
-            "outputs": {kind: _absolute(path) for kind, path in outputs.items()}}
+    return _paths(record, _absolute)
+
+
+def _base(folder: PurePath) -> str:
+    """``folder`` as the prefix its paths start with: absolute when local, the URI in object storage."""
+    text = str(folder)
+    return text.rstrip("/") if "://" in text else os.path.abspath(text)
+
+
+def stored(record: dict, folder: PurePath) -> dict:
+    """``record`` (absolute paths) as the manifest in ``folder`` keeps it: paths inside ``folder`` relative to it."""
+    prefix = _base(folder).rstrip(os.sep) + os.sep
+    return _paths(record, lambda path: path.removeprefix(prefix))
+
+
+def resolved(record: dict, folder: PurePath) -> dict:
+    """A record read from the manifest in ``folder`` with its relative paths (inside ``folder``) made absolute."""
+    base = _base(folder)
+
+    def absolute(path: str) -> str:
+        return path if "://" in path or os.path.isabs(path) else f"{base.rstrip(os.sep)}{os.sep}{path}"
+    return _paths(record, absolute)
 
 
 def parse(data: bytes) -> tuple[dict[str, dict], int]:
@@ -78,20 +106,27 @@ def parse(data: bytes) -> tuple[dict[str, dict], int]:
 
 
 def load(folder: PurePath, read: Reader = _read_local, warn: Warn | None = None) -> dict[str, dict]:
-    """The records of the manifest in ``folder`` keyed by input ({} when there is none); damage goes to ``warn``."""
+    """The records of the manifest in ``folder`` keyed by input ({} when there is none), paths absolute;
+    damage goes to ``warn``."""
+    return _load(folder, read, warn)[0]
+
+
+def _load(folder: PurePath, read: Reader, warn: Warn | None) -> tuple[dict[str, dict], int]:
+    """``load``'s records, and how many damaged lines were dropped from the file."""
     path = folder / MANIFEST_NAME
     try:
         data = read(path)
     except FileNotFoundError:
-        return {}
+        return {}, 0
     except OSError as exc:
         if warn is not None:
             warn(f"cannot read {shown(path)} ({exc.strerror or exc}); its earlier records are not kept")
-        return {}
+        return {}, 0
     records, bad = parse(data)
     if bad and warn is not None:
         warn(f"{shown(path)}: {bad} damaged line(s) dropped, {len(records)} record(s) kept")
-    return records
+    records = [resolved(record, folder) for record in records.values()]
+    return {record["input"]: record for record in records}, bad
 
 
 class Manifest:
@@ -110,10 +145,11 @@ class Manifest:
         self._warn = warn
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        self._dirty = False
         self._write_failed = False
         self._last_write = time.monotonic()
-        self.records = load(folder, read, warn)
+        self.folder = folder
+        self.records, damaged = _load(folder, read, warn)
+        self._dirty = bool(damaged)  # the next write leaves the damaged lines behind
 
     def __enter__(self) -> Manifest:
         return self
@@ -153,7 +189,8 @@ class Manifest:
             self._timer = None
             if not self._dirty:
                 return
-            data = "".join(json.dumps(record, ensure_ascii=True) + "\n" for record in self.records.values())
+            data = "".join(json.dumps(stored(record, self.folder), ensure_ascii=True) + "\n"
+                           for record in self.records.values())
             try:
                 self._write(self.path, data.encode("ascii"))
             except OSError as exc:

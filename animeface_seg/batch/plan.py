@@ -1,14 +1,17 @@
 """The output plan of a run: every output path known and checked before any network loads.
 
 The rule: no input may lie inside OUT (outputs written there could replace it; walking a folder
-never enters OUT, so OUT may sit inside an input folder, never the other way round). No output
-may be the same path as another output of any kind, sit where a folder must go for another
-output, sit where a folder already is, lie below an existing file, or be the same file as an
-input. A clip (a video, an animated image; ``mark_clips``) owns its frame folder: no other output,
-and no other clip's folder, may lie in it, be it, or hold it. Output names are compared the way OUT's file system compares them: exactly where it
-tells letter case and Unicode spellings apart, case-folded and NFC-normalised where it does not
-(``NameRule.probe`` asks the file system). Inputs are compared by identity (device and inode),
-which needs no name rule. A conflict stops the run before anything is written.
+never enters OUT, so OUT may sit inside an input folder, never the other way round). No output may
+be the same path as another output of any kind, sit where a folder must go for another output, sit
+where a folder already is, lie below an existing file, or be the same file as an input. A clip (a
+video, an animated image; ``mark_clips``) owns its frame folder: no other output, and no other
+clip's folder, may lie in it, be it, or hold it. The files the run keeps in OUT itself (the
+manifest; with ``--review`` the page and its thumbnails' folder, ``run_files``) are planned too: no
+output may be one of them or lie below one. Output names are compared the way OUT's file system
+compares them: exactly where it tells letter case and Unicode spellings apart, case-folded and
+NFC-normalised where it does not (``NameRule.probe`` asks the file system). Inputs are compared by
+identity (device and inode), which needs no name rule. A conflict stops the run before anything is
+written.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import TextIO
 
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
+from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths
+from animeface_seg.batch.thumbnails import REVIEW_FOLDER
 from animeface_seg.engine.frames import is_multi_frame
 
 #: How many conflicts a message lists before summarising the rest.
@@ -40,6 +45,8 @@ _HINT_SAME = ("rename one file of each group; inputs from different folders keep
 _HINT_FOLDER = "rename the file or the folder in the way, or choose another output folder"
 _HINT_LONG = "shorten the input's name (or its folder's), or use --layout by-kind, which adds no suffix"
 _HINT_FOLDING = "this file system does not tell names apart that differ only in letter case or Unicode spelling"
+_HINT_RUN_FILES = ("rename the input (or its folder), or choose another output folder (or, for the review page's "
+                   "files, drop --review)")
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,8 @@ class Plan:
     names: NameRule = NameRule()
     videos: bool = False
     """Whether clips are also encoded as videos (their files are planned too)."""
+    review: bool = False
+    """Whether the run writes the review page (its files are planned too)."""
 
 
 class PlanError(InputError):
@@ -134,18 +143,18 @@ class PlanError(InputError):
 def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind], *,
               layout: Layout = Layout.MIRROR, recursive: bool = True, stdin: TextIO | None = None,
               null: bool = False, root: Path | None = None, allow_empty: bool = False, clips: bool = True,
-              videos: bool = False) -> Plan:
+              videos: bool = False, review: bool = False) -> Plan:
     """Discover the inputs and check every output path against the rule; raise ``PlanError`` on conflicts.
 
     ``allow_empty`` accepts folders with no image yet (a watched drop folder). With ``clips``, inputs
     holding many frames become clips (``mark_clips``); without, every input is a still (its first frame).
-    ``videos``: clips are also encoded as videos, whose files are checked too.
+    ``videos``: clips are also encoded as videos, whose files are checked too; ``review``: so is the review page.
     """
     jobs = discover(inputs, out_dir, recursive=recursive, stdin=stdin, null=null, root=root,
                     allow_empty=allow_empty)
     if clips:
         jobs = mark_clips(jobs)
-    plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir), videos)
+    plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir), videos, review)
     conflicts = check(plan)
     if conflicts:
         raise PlanError(conflicts)
@@ -156,6 +165,18 @@ def mark_clips(jobs: Sequence[Job]) -> list[Job]:
     """``jobs`` with ``clip`` set on each runnable one whose file holds many frames: videos by their
     extension, GIF/APNG/WebP/TIFF from their headers (``frames.is_multi_frame``); no pixel is decoded."""
     return [replace(job, clip=True) if job.runnable and is_multi_frame(job.source) else job for job in jobs]
+
+
+def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
+    """The files the run itself keeps directly in OUT, which no output may take, each with what it is: the manifest,
+    and with ``review`` the review page and its thumbnails' folder."""
+    files = {out_dir / MANIFEST_NAME: "the manifest of OUT"}
+    if review:  # the page's module loads only for runs that write it
+        from animeface_seg.batch.review import PAGE_NAME
+
+        files[out_dir / PAGE_NAME] = "the review page (--review)"
+        files[out_dir / REVIEW_FOLDER] = "the review page's thumbnails (--review)"
+    return files
 
 
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
@@ -195,7 +216,7 @@ class OutputClaims:
     """
 
     def __init__(self, out_dir: Path, kinds: Sequence[OutputKind], layout: Layout = Layout.MIRROR,
-                 names: NameRule = NameRule(), videos: bool = False) -> None:
+                 names: NameRule = NameRule(), videos: bool = False, review: bool = False) -> None:
         self.out_dir = out_dir
         self.videos = videos
         """Whether clips are also encoded as videos (``--encode``): their video files are claimed too."""
@@ -209,6 +230,9 @@ class OutputClaims:
         """A clip's frame folder per kind: nothing else may go there or below."""
         self.clear: dict[Path, tuple[Job, OutputKind]] = {}
         self.conflicts: list[tuple[str, str]] = []
+        self.run_files = {self.names.key(path.name): (path, what)
+                          for path, what in run_files(out_dir, review).items()}
+        """The files the run keeps directly in OUT (``run_files``) by name: no output may be one or lie below one."""
 
     def claim(self, job: Job) -> list[tuple[str, str]]:
         """Claim every output of ``job`` (a clip's frame folders); the conflicts it makes (also kept in ``conflicts``)."""
@@ -278,15 +302,26 @@ class OutputClaims:
                                    _HINT_LONG))
         return bool(long)
 
+    def _takes_run_file(self, key: tuple[str, ...], path: Path, job: Job, kind: OutputKind) -> bool:
+        """Record the conflict of an output (``key``: ``path`` as ``_key`` gives it) that is, or lies below, a file
+        the run keeps in OUT, if it is one."""
+        taken = self.run_files.get(key[0]) if key else None
+        if taken is not None:
+            mine = f"{shown(path)}: {_what((path, job, kind))}"
+            text = (f"{mine}, but {taken[1]} goes there" if len(key) == 1
+                    else f"{mine}, inside {shown(taken[0])}, where {taken[1]} goes")
+            self.conflicts.append((text, _HINT_RUN_FILES))
+        return taken is not None
+
     def _clip_above(self, key: tuple[str, ...]) -> tuple[Path, Job, OutputKind] | None:
         """The clip whose frame folder holds ``key``, if any."""
         return next((self.clips[key[:i]] for i in range(1, len(key)) if key[:i] in self.clips), None)
 
     def _claim_frames(self, path: Path, job: Job, kind: OutputKind) -> None:
         """Record a clip's frame folder, or the conflict it makes with an output, folder or clip claimed before."""
-        if self._too_long(path, job, kind):
-            return
         key = self._key(path)
+        if self._too_long(path, job, kind) or self._takes_run_file(key, path, job, kind):
+            return
         mine = (path, job, kind)
         if key in self.files:
             other = self.files[key]
@@ -306,9 +341,9 @@ class OutputClaims:
 
     def _claim(self, path: Path, job: Job, kind: OutputKind) -> None:
         """Record one output, or the conflict it makes with an output, folder or clip claimed before."""
-        if self._too_long(path, job, kind):
-            return
         key = self._key(path)
+        if self._too_long(path, job, kind) or self._takes_run_file(key, path, job, kind):
+            return
         mine = (path, job, kind)
         if key in self.clips:
             self.conflicts.append(_folder_in_the_way(path, mine, self.clips[key]))
@@ -344,7 +379,7 @@ class OutputClaims:
 
 
 def _planned_outputs(plan: Plan) -> OutputClaims:
-    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names, plan.videos)
+    outputs = OutputClaims(plan.out_dir, plan.kinds, plan.layout, plan.names, plan.videos, plan.review)
     for job in plan.jobs:
         if job.runnable:
             outputs.claim(job)

@@ -1,14 +1,15 @@
 """``--review``: ``OUT/index.html``, one self-contained page to check every input of OUT at a glance.
 
 The page lists every record of OUT's manifest (this run's and earlier runs'): thumbnails of the
-source, the overlay (else the map) and the mask, the class fractions and mask coverage, and each
-failure with its reason. It loads nothing from the network: styles and script are inline, the
+source, the overlay (else the map) and the mask (a clip's: of its first frame, linked to its frame
+folder or video), the class fractions and mask coverage, and each failure with its reason. It loads nothing from the network: styles and script are inline, the
 thumbnails are small files in ``OUT/.animeface-seg-review/`` (``thumbnails.py``), so it works
 opened from disk, offline. Every item is in the HTML itself, so scripts can read it without a
 browser: ``data-status`` (``ok``, ``skipped``, ``error``), ``data-output`` (the map's path
 relative to OUT, for inputs that have one), ``data-input``, ``data-coverage`` and
 ``data-fractions`` (in the order of the page's ``data-classes``). The inline script sorts, filters
-and pages the items (its state is kept in the address's ``#`` part) and shows one page at a
+and pages the items (its state is kept in the address's ``#`` part, where a value no control
+offers falls back to the default) and shows one page at a
 time, so images load only for the items shown and 10,000 inputs open fast. File names are
 escaped for HTML; bytes that are not valid in the file system's encoding appear as U+FFFD in
 attributes and as ``\\xNN`` in the text shown, while links carry the exact bytes.
@@ -26,8 +27,9 @@ from pathlib import Path, PurePath
 
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import Warn, load
+from animeface_seg.batch.naming import FRAME_DIGITS, OUTPUT_SUFFIXES
 from animeface_seg.batch.tempfiles import write_set
-from animeface_seg.batch.thumbnails import thumbnail
+from animeface_seg.batch.thumbnails import REVIEW_FOLDER, thumbnail
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
 
 PAGE_NAME = "index.html"
@@ -44,6 +46,9 @@ def review_problem(out_dir: PurePath) -> str | None:
     if not isinstance(out_dir, Path):
         return (f"--review writes a page in a local OUT, not in {out_dir}: read "
                 "animeface-seg-manifest.jsonl there instead")
+    thumbs = out_dir / REVIEW_FOLDER
+    if (thumbs.exists() or thumbs.is_symlink()) and not thumbs.is_dir():
+        return f"{shown(thumbs)} is not a folder, but the review page keeps its thumbnails there: move it away"
     page = out_dir / PAGE_NAME
     if not page.exists() and not page.is_symlink():
         return None
@@ -102,11 +107,10 @@ def _item(record: dict, out_dir: Path) -> str:
         attributes.append(f'data-fractions="{values}"')
     pictures = []
     if status != "error":
-        files = {"source": name if local else None, **outputs}
+        files = _shown_files(name if local else None, outputs, clip=record.get("frames") is not None)
         for kind, fallback in _THUMB_KINDS:
-            path = files.get(kind) or (files.get(fallback) if fallback else None)
-            kind = kind if files.get(kind) else (fallback or kind)
-            pictures.append(_picture(kind, path, out_dir))
+            kind = kind if kind in files or not fallback else fallback
+            pictures.append(_picture(kind, *files.get(kind, (None, None)), out_dir))
     parts = [f"<article {' '.join(attributes)}>", f'<h2 class="name">{html.escape(shown(name))}</h2>']
     if pictures:
         parts.append(f'<div class="thumbs">{"".join(pictures)}</div>')
@@ -124,12 +128,39 @@ def _item(record: dict, out_dir: Path) -> str:
     return "".join(parts)
 
 
-def _picture(kind: str, path: str | None, out_dir: Path) -> str:
-    """A thumbnail linked to its full-size file, or a placeholder saying there is none."""
+def _shown_files(source: str | None, outputs: dict[str, str], clip: bool) -> dict[str, tuple[str | None, str]]:
+    """Per kind, the file its thumbnail shows and the file or folder it links to: a still's own file; a clip's
+    first frame in its frame folder (else its video, ``--encode video``), linked to the folder or the video."""
+    files = {"source": (source, source)} if source else {}
+    for kind, path in outputs.items():
+        if kind.endswith("_video"):
+            files.setdefault(kind[:-len("_video")], (path, path))
+        elif clip and os.path.isdir(path):
+            shared = sum(other == path for other in outputs.values()) > 1
+            files[kind] = (_first_frame(path, OUTPUT_SUFFIXES.get(kind, "") if shared else ""), path)
+        else:
+            files[kind] = (path, path)
+    return files
+
+
+def _first_frame(folder: str, suffix: str) -> str | None:
+    """The lowest-numbered frame file of one kind in a clip's frame folder (``000001{suffix}.png``), if any."""
+    pattern = re.compile(rf"[0-9]{{{FRAME_DIGITS},}}{re.escape(suffix)}\.png")
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if pattern.fullmatch(entry.name)]
+    except OSError:
+        return None
+    return os.path.join(folder, min(names, key=lambda name: (len(name), name))) if names else None
+
+
+def _picture(kind: str, path: str | None, link: str | None, out_dir: Path) -> str:
+    """A thumbnail of ``path`` linked to ``link`` (its full-size file, a clip's folder or video), or a placeholder
+    saying there is none."""
     small = thumbnail(Path(path), out_dir, exact_colours=kind == "map") if path else None
-    if small is None:
+    if small is None or link is None:
         return f'<figure class="none"><span>no {kind}</span><figcaption>{kind}</figcaption></figure>'
-    return (f'<figure><a href="{_attr(_href(path, out_dir))}"><img loading="lazy" decoding="async" alt="{kind}" '
+    return (f'<figure><a href="{_attr(_href(link, out_dir))}"><img loading="lazy" decoding="async" alt="{kind}" '
             f'src="{small}"></a><figcaption>{kind}</figcaption></figure>')
 
 
@@ -242,10 +273,20 @@ figure.none span { line-height: 150px; color: #999; }
       list.append(term, data);
     });
   }
-  function readHash() {
+  const defaults = Object.fromEntries(ids.map((id) => [id, control[id].value]));
+  function valid(id, value) {  // a value the control offers (a finite number for the bound, any text to search)
+    const el = control[id];
+    if (el.tagName === "SELECT") return Array.from(el.options).some((option) => option.value === value);
+    return id !== "value" || (value.trim() !== "" && Number.isFinite(Number(value)));
+  }
+  function readHash() {  // the address may hold anything: what no control offers falls back to its default
     const state = new URLSearchParams(location.hash.slice(1));
-    for (const id of ids) if (state.has(id)) control[id].value = state.get(id);
-    page = Math.max(0, (Number(state.get("page")) || 1) - 1);
+    for (const id of ids) {
+      const value = state.get(id);
+      control[id].value = value !== null && valid(id, value) ? value : defaults[id];
+    }
+    const number = state.get("page") || "1";
+    page = /^[1-9][0-9]{0,8}$/.test(number) ? Number(number) - 1 : 0;
   }
   function writeHash() {
     const state = new URLSearchParams();

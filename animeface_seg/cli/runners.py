@@ -36,7 +36,7 @@ class Runner:
         r = self.request
         return make_plan(r.inputs, r.output, r.kinds, layout=r.layout, recursive=r.recursive, stdin=stdin,
                          null=r.null, root=r.root, allow_empty=self.endless, clips=not r.first_frame,
-                         videos=r.encode != "frames")
+                         videos=r.encode != "frames", review=r.review)
 
     def start(self) -> None:
         """Load the networks or join the cluster (slow; may raise ``EngineError``)."""
@@ -118,7 +118,8 @@ class WatchRunner(LocalRunner):
         except ImportError as exc:
             raise InputError(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
         settle = DEFAULT_SETTLE if request.settle is None else request.settle
-        self.drop = DropFolders(request.inputs, request.output, settle=settle, recursive=request.recursive)
+        self.drop = DropFolders(request.inputs, request.output, settle=settle, recursive=request.recursive,
+                                review=request.review)
         self.drop.start()  # before the first scan, so nothing dropped meanwhile is missed
 
     def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:

@@ -90,7 +90,7 @@ class DropFolders:
     """
 
     def __init__(self, inputs: Sequence[str], out_dir: Path, *, settle: float = DEFAULT_SETTLE,
-                 recursive: bool = True, force_polling: bool | None = None) -> None:
+                 recursive: bool = True, force_polling: bool | None = None, review: bool = False) -> None:
         for arg in inputs:
             if arg == "-" or not Path(arg).is_dir():
                 what = "standard input" if arg == "-" else ("a file" if Path(arg).exists() else "not found")
@@ -112,6 +112,8 @@ class DropFolders:
         self._root_ids: dict[Path, tuple[int, int] | None] | None = None
         """Each watched folder's identity when last seen (None: missing); set by ``start``."""
         self._names = NameRule.probe(out_dir)
+        self._review = review
+        """Whether the run writes the review page, whose files no output may take (``plan.run_files``)."""
         self._claims: OutputClaims | None = None
         """Every output of every input seen so far, claimed as the up-front plan claims them (set by ``plan``)."""
         self._owners: dict[Path, Job] = {}
@@ -202,7 +204,7 @@ class DropFolders:
         todo: list[Job] = []
         now, wall = time.monotonic(), time.time()
         self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names,
-                                    videos=settings.encode != "frames")
+                                    videos=settings.encode != "frames", review=self._review)
         for job in jobs:
             real = job.source.resolve()
             if job.runnable:
