@@ -153,7 +153,7 @@ def test_any_bytes_and_newlines_in_names_stay_one_line_and_valid_json(run_cli, t
         assert Path(got[raw]["outputs"]["map"]).is_file()
         assert os.fsencode(Path(got[raw]["outputs"]["map"]).name) == raw[:-4] + b".png"
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {src}/broken\\n\\xfe\\x1b.png: not a recognised image file"]
+    assert errors == [f"error: {src}/broken\\n\\xfe\\x1b.png: not a recognised image or video file"]
     assert "\x1b" not in proc.stderr
 
 
