@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import MAX_TEXT_CHUNK, PngInfo
 
 from animeface_seg.engine import memory
 from animeface_seg.engine.decode import load_rgb
@@ -156,10 +157,13 @@ def test_the_header_decides_still_animation_or_video_whatever_the_name(tmp_path)
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "jpeg.gif", format="JPEG")
     save_animation(tmp_path / "still.gif", frames[:1])
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "still.webp", lossless=True)
+    text = PngInfo()  # text chunks Pillow's header reader refuses (an embedded workflow): the decoder drops them
+    text.add_itxt("workflow", "x" * 2 * MAX_TEXT_CHUNK, zip=True)
+    Image.fromarray(solid((1, 2, 3))).save(tmp_path / "workflow.png", pnginfo=text)
     kinds = {path.name: sniff(path) for path in sorted(tmp_path.iterdir())}
     assert kinds == {"anim.gif": "animation", "clip.mp4": "video", "gif.png": "animation", "gif.webp": "animation",
                      "jpeg.gif": "still", "photo.jpg": "still", "still.gif": "still", "still.webp": "still",
-                     "video.PNG": "video", "video.gif": "video", "video.jpg": "video"}
+                     "video.PNG": "video", "video.gif": "video", "video.jpg": "video", "workflow.png": "still"}
     for name in ("gif.webp", "video.jpg"):  # and the clip decoder reads each by its content too
         with open_frames(tmp_path / name) as clip:
             assert len(list(clip)) == 3

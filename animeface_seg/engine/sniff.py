@@ -17,7 +17,7 @@ from typing import BinaryIO, Literal
 
 from PIL import Image, UnidentifiedImageError
 
-from animeface_seg.engine.decode import decode_errors
+from animeface_seg.engine.decode import TextChunksTooLarge, decode_errors
 from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
 from animeface_seg.engine.frames import import_av, is_video_name
 
@@ -36,19 +36,20 @@ def sniff(path: str | Path) -> Kind:
     (``file is empty (0 bytes)``, ``permission denied``, ``not a recognised image or video file``, ...)."""
     with decode_errors(path):
         head = _head(path)
-        if not head:
-            raise ImageDecodeError("file is empty (0 bytes)")
-        if head.startswith(_JPEG):
-            return "still"
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            with open(path, "rb") as file:
-                file.seek(len(head))
-                return "animation" if webp_frames(file, stop_at=2) > 1 else "still"
-        try:
+    if not head:
+        raise ImageDecodeError("file is empty (0 bytes)")
+    if head.startswith(_JPEG):
+        return "still"
+    try:
+        with decode_errors(path):
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                return _webp_kind(path)
             return _pillow_kind(path)
-        except UnrecognisedImageError:
-            with open(path, "rb") as file:
-                return _video_kind(file, path)
+    except TextChunksTooLarge:  # a PNG whose text chunks Pillow refuses: the decoder reads it without them
+        return "still"
+    except UnrecognisedImageError:
+        with decode_errors(path), open(path, "rb") as file:
+            return _video_kind(file, path)
 
 
 def _head(path: str | Path) -> bytes:
@@ -117,15 +118,17 @@ class _Nameless:
         return self._file.tell()
 
 
-def webp_frames(file: BinaryIO, stop_at: int) -> int:
-    """Animation frames (``ANMF`` chunks) of a WebP file open at its first chunk, counted up to ``stop_at`` by
-    walking its RIFF chunks (Pillow would read the whole file to answer)."""
+def _webp_kind(path: str | Path) -> Kind:
+    """An animation when the WebP file holds two animation frames (``ANMF`` chunks), found by walking its RIFF
+    chunks (Pillow would read the whole file to answer)."""
     frames = 0
-    while frames < stop_at:
-        chunk = file.read(8)
-        if len(chunk) < 8:
-            break
-        size = int.from_bytes(chunk[4:], "little")
-        frames += chunk[:4] == b"ANMF"
-        file.seek(size + (size & 1), os.SEEK_CUR)
-    return frames
+    with open(path, "rb") as file:
+        file.seek(12)
+        while frames < 2:
+            chunk = file.read(8)
+            if len(chunk) < 8:
+                break
+            size = int.from_bytes(chunk[4:], "little")
+            frames += chunk[:4] == b"ANMF"
+            file.seek(size + (size & 1), os.SEEK_CUR)
+    return "animation" if frames > 1 else "still"
