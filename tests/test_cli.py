@@ -131,8 +131,9 @@ def test_every_input_failing_its_header_check_exits_2_and_writes_nothing(weights
         result = CliRunner().invoke(app, [*map(str, inputs), "-o", str(out), "--json", "--weights-dir",
                                           str(weights_dir)], obj=Environment(segmentor_factory=factory))
         assert result.exit_code == 2, result.output
-        assert [(Path(r["input"]).name, r["status"], r["error"]) for r in map(json.loads, result.stdout.splitlines())] \
-            == [("x.png", "error", "not a recognised image or video file"), ("y.jpg", "error", "file is empty (0 bytes)")]
+        found = [(Path(r["input"]).name, r["status"], r["error"]) for r in map(json.loads, result.stdout.splitlines())]
+        assert found == [("x.png", "error", "not a recognised image or video file"),
+                         ("y.jpg", "error", "file is empty (0 bytes)")]
         assert f"error: {src / 'x.png'}: not a recognised image or video file" in result.stderr
         assert f"error: {src / 'y.jpg'}: file is empty (0 bytes)" in result.stderr
         assert "processed 0, skipped 0, failed 2" in result.stderr and "no network was loaded" in result.stderr

@@ -157,23 +157,26 @@ def test_the_header_decides_still_animation_or_video_whatever_the_name(tmp_path)
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "jpeg.gif", format="JPEG")
     save_animation(tmp_path / "still.gif", frames[:1])
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "still.webp", lossless=True)
+    save_animation(tmp_path / "moving.webp", frames, duration=40, lossless=True)
     text = PngInfo()  # text chunks Pillow's header reader refuses (an embedded workflow): the decoder drops them
     text.add_itxt("workflow", "x" * 2 * MAX_TEXT_CHUNK, zip=True)
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "workflow.png", pnginfo=text)
     kinds = {path.name: sniff(path) for path in sorted(tmp_path.iterdir())}
     assert kinds == {"anim.gif": "animation", "clip.mp4": "video", "gif.png": "animation", "gif.webp": "animation",
-                     "jpeg.gif": "still", "photo.jpg": "still", "still.gif": "still", "still.webp": "still",
-                     "video.PNG": "video", "video.gif": "video", "video.jpg": "video", "workflow.png": "still"}
+                     "jpeg.gif": "still", "moving.webp": "animation", "photo.jpg": "still", "still.gif": "still",
+                     "still.webp": "still", "video.PNG": "video", "video.gif": "video", "video.jpg": "video",
+                     "workflow.png": "still"}
     for name in ("gif.webp", "video.jpg"):  # and the clip decoder reads each by its content too
         with open_frames(tmp_path / name) as clip:
             assert len(list(clip)) == 3
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not an image\n" * 50)
     (tmp_path / "text.mkv").write_text("not a video\n" * 50)
+    (tmp_path / "notes.txt").write_text("FFmpeg reads text by this name as a video of characters\n" * 50)
     (tmp_path / "cut.gif").write_bytes(b"GIF89a not really")  # FFmpeg's GIF reader takes it: not a video
-    for name, message in [("empty.png", "file is empty (0 bytes)"), ("text.png", "not a recognised image or video file"),
-                          ("text.mkv", "not a recognised image or video file"), ("missing.gif", "file not found"),
-                          ("cut.gif", "not a recognised image or video file")]:
+    unknown = "not a recognised image or video file"
+    for name, message in [("empty.png", "file is empty (0 bytes)"), ("missing.gif", "file not found"),
+                          ("text.png", unknown), ("text.mkv", unknown), ("notes.txt", unknown), ("cut.gif", unknown)]:
         with pytest.raises(ImageDecodeError, match=re.escape(message)):
             sniff(tmp_path / name)
 
