@@ -20,7 +20,7 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK, PngInfo
 from animeface_seg.engine import memory
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import ClipDecodeError, open_frames
+from animeface_seg.engine.frames import ClipDecodeError, is_video_container, open_frames
 from animeface_seg.engine.sniff import sniff
 from animeface_seg.engine.memory import MemoryBudgetError
 
@@ -174,6 +174,10 @@ def test_the_header_decides_still_animation_or_video_whatever_the_name(tmp_path)
     (tmp_path / "text.mkv").write_text("not a video\n" * 50)
     (tmp_path / "notes.txt").write_text("FFmpeg reads text by this name as a video of characters\n" * 50)
     (tmp_path / "cut.gif").write_bytes(b"GIF89a not really")  # FFmpeg's GIF reader takes it: not a video
+    heads = {b"\0\0\0\x18ftypisom": True, b"\0\0\0\x14ftypqt  ": True, b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81": True,
+             b"RIFF\0\0\0\0AVI ": True, b"\0\0\0\x1cftypavif": False, b"\0\0\0\x18ftypheic": False,
+             b"RIFF\0\0\0\0WEBP": False, b"GIF89a\0\0\0\0\0\0": False}  # AVIF and HEIF pictures are boxed like MP4
+    assert {head: is_video_container(head) for head in heads} == heads
     unknown = "not a recognised image or video file"
     for name, message in [("empty.png", "file is empty (0 bytes)"), ("missing.gif", "file not found"),
                           ("text.png", unknown), ("text.mkv", unknown), ("notes.txt", unknown), ("cut.gif", unknown)]:

@@ -28,6 +28,8 @@ from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
 
 #: Video file extensions (compared lower-cased): a folder's files with these names are looked at.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
+#: ``ftyp`` brands of pictures (HEIF, AVIF), which share MP4's container.
+_PICTURE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 #: What Pillow raises for cut headers and seeks into garbage, beyond what ``decode.decode_errors`` knows.
 _DAMAGE_ERRORS = (IndexError, TypeError, struct.error)
 #: Everything Pillow raises for damaged animations.
@@ -83,19 +85,39 @@ def is_video_name(name: str | os.PathLike[str]) -> bool:
     return Path(name).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def is_video_container(head: bytes) -> bool:
+    """Whether a file's first 12 bytes open a video container (MP4/MOV's ``ftyp`` box, Matroska/WebM's EBML
+    header, AVI's RIFF), so PyAV reads it without Pillow trying first; HEIF and AVIF pictures, boxed like MP4,
+    are not."""
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in _PICTURE_BRANDS
+    return head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+
+
+def _head(path: str | Path) -> bytes:
+    """A file's first 12 bytes; empty when it cannot be read (the decoder then says why)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(12)
+    except OSError:
+        return b""
+
+
 def open_frames(source: str | Path | BinaryIO, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                 before_load: FrameCheck | None = None, step: int = 1) -> Clip:
     """Open a multi-frame file; iterate the returned ``Clip`` (once) for its frames, and close it.
 
-    The content decides, not the name: a file (a path or a file object) is tried with Pillow, then with
-    PyAV when Pillow does not know it. Only the header is read here. ``max_pixels`` and ``before_load`` are checked
-    before the first frame is decoded and again whenever the frame size or mode changes; ``step``
-    takes every ``step``-th frame (1, 1+step, ...). Raises ``ImageDecodeError`` (``ClipDecodeError``
+    The content decides, not the name: a video container's file goes to PyAV, any other file (a path or a
+    file object) is tried with Pillow, then with PyAV when Pillow does not know it. Only the header is read
+    here. ``max_pixels`` and ``before_load`` are checked before the first frame is decoded and again whenever
+    the frame size or mode changes; ``step`` takes every ``step``-th frame (1, 1+step, ...). Raises ``ImageDecodeError`` (``ClipDecodeError``
     for a damaged clip) with a one-line reason.
     """
     if step < 1:
         raise ValueError(f"step must be 1 or more, not {step}")
     check = _Check(max_pixels, before_load)
+    if isinstance(source, (str, Path)) and is_video_container(_head(source)):
+        return _VideoClip(source, check, step)
     position = None if isinstance(source, (str, Path)) else source.tell()
     try:
         return _AnimationClip(source, check, step)

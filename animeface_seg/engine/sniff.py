@@ -2,10 +2,11 @@
 
 The one place that decides still or clip, and the cheap check every input gets before any network
 loads: the file exists, can be read, is not empty, and its header is an image Pillow reads or a
-video container PyAV reads. No pixel is decoded. A JPEG's first bytes settle it as a still; other
-images are opened by Pillow (header only), and GIF, PNG (APNG), WebP and TIFF holding more than one
-frame are animations. Content Pillow does not know is probed by PyAV from its bytes alone (a file's
-name would let FFmpeg guess by extension) and is a video when a video container holds a video stream.
+video container PyAV reads. No pixel is decoded. A JPEG's first bytes settle it as a still; the
+common video containers' first bytes (``frames.is_video_container``) send it to PyAV; other images
+are opened by Pillow (header only), and GIF, PNG (APNG), WebP and TIFF holding more than one frame
+are animations. Content Pillow does not know is probed by PyAV from its bytes alone (a file's name
+would let FFmpeg guess by extension) and is a video when a video container holds a video stream.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from animeface_seg.engine.decode import TextChunksTooLarge, decode_errors
 from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
-from animeface_seg.engine.frames import import_av, is_video_name
+from animeface_seg.engine.frames import import_av, is_video_container, is_video_name
 
 Kind = Literal["still", "animation", "video"]
 
@@ -40,6 +41,9 @@ def sniff(path: str | Path) -> Kind:
         raise ImageDecodeError("file is empty (0 bytes)")
     if head.startswith(_JPEG):
         return "still"
+    if is_video_container(head):  # PyAV confirms it: Pillow need not load every plugin to refuse it
+        with decode_errors(path), open(path, "rb") as file:
+            return _video_kind(file, path)
     try:
         with decode_errors(path):
             if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
