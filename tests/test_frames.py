@@ -185,6 +185,19 @@ def test_the_header_decides_still_animation_or_video_whatever_the_name(tmp_path)
             sniff(tmp_path / name)
 
 
+def test_without_pyav_a_video_by_content_or_name_names_the_extra(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "clip.mp4", (solid(c) for c in COLOURS[:2]), H264)
+    (tmp_path / "video.jpg").write_bytes(video.read_bytes())
+    (tmp_path / "text.mkv").write_text("not a video\n")
+    (tmp_path / "text.png").write_text("not an image\n")
+    monkeypatch.setitem(sys.modules, "av", None)  # the video extra not installed
+    for name in ("clip.mp4", "video.jpg", "text.mkv"):
+        with pytest.raises(ImageDecodeError, match=re.escape("videos need PyAV: pip install 'animeface-seg[video]'")):
+            sniff(tmp_path / name)
+    with pytest.raises(ImageDecodeError, match="^not a recognised image file$"):
+        sniff(tmp_path / "text.png")
+
+
 def test_frame_step_numbers_frames_by_source_frame(tmp_path):
     gif = save_animation(tmp_path / "a.gif", [Image.fromarray(solid(c)) for c in COLOURS[:7]], duration=40)
     video = write_video(tmp_path / "a.mp4", (solid(c) for c in COLOURS[:7]), H264)

@@ -43,7 +43,7 @@ def sniff(path: str | Path) -> Kind:
         return "still"
     if is_video_container(head):  # PyAV confirms it: Pillow need not load every plugin to refuse it
         with decode_errors(path), open(path, "rb") as file:
-            return _video_kind(file, path)
+            return _video_kind(file, path, container=True)
     try:
         with decode_errors(path):
             if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -83,13 +83,13 @@ def _pillow_kind(path: str | Path) -> Kind:
         raise ImageDecodeError(f"cannot decode image: {exc or type(exc).__name__}") from None
 
 
-def _video_kind(file: BinaryIO, path: str | Path) -> Kind:
-    """``video`` when PyAV finds a video stream in the bytes; else ``UnrecognisedImageError`` (without PyAV,
-    a file with a video's name says which extra reads it)."""
+def _video_kind(file: BinaryIO, path: str | Path, container: bool = False) -> Kind:
+    """``video`` when PyAV finds a video stream in the bytes; else ``UnrecognisedImageError``. Without PyAV, a
+    video ``container`` by its first bytes, or a file with a video's name, says which extra reads it."""
     try:
         av = import_av()
     except ImageDecodeError:
-        if is_video_name(path):
+        if container or is_video_name(path):
             raise
         raise UnrecognisedImageError("not a recognised image file") from None
     try:
