@@ -207,6 +207,21 @@ def make_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int =
     return path
 
 
+def make_video(path: Path, frames: int = 2, size: tuple[int, int] = (32, 16)) -> Path:
+    """Write a real MPEG-4 video of ``frames`` distinct frames into an MP4 container, whatever ``path``'s
+    extension (inputs are recognised by content); skips the test without PyAV."""
+    av = pytest.importorskip("av")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            image = Image.new("RGB", size, (60 * i % 256, 90, (200 - 60 * i) % 256))
+            container.mux(stream.encode(av.VideoFrame.from_image(image)))
+        container.mux(stream.encode())
+    return path
+
+
 @dataclass
 class Unprivileged:
     """Runs the command as a user without privileges, in folders that user may use (see ``unprivileged``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pty
@@ -18,7 +19,7 @@ from PIL import Image
 
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
-from conftest import agreement, cli_command, make_image, read_gray, read_rgb, signal_when_written
+from conftest import agreement, cli_command, make_image, make_video, read_gray, read_rgb, signal_when_written
 
 PALETTE = {tuple(c) for c in CLASS_COLORS}
 
@@ -106,6 +107,74 @@ def test_bad_files_fail_alone(run_cli, tmp_path):
     assert "over the limit of 20,000" in proc.stderr and "empty" in proc.stderr
     assert "processed 2, skipped 0, failed 6" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_input_failing_its_header_check_exits_2_and_writes_nothing(weights_dir, tmp_path):
+    """Nothing could be done (exit 2) is told apart from some inputs failed (exit 1): inputs that are empty or
+    no image fail their header check before any network loads, and OUT is neither made nor touched."""
+    from typer.testing import CliRunner
+
+    from animeface_seg.cli import Environment, app
+
+    loads: list[dict] = []
+
+    def factory(**options):
+        loads.append(options)
+        raise AssertionError("no network may load when every input failed")
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "x.png").write_text("not an image\n")
+    (src / "y.jpg").write_bytes(b"")
+    (src / "notes.txt").write_text("not an input: a folder walk never looks at it")
+
+    def run(*inputs: Path, engine: str = "local"):
+        result = CliRunner().invoke(app, [*map(str, inputs), "-o", str(out), "--json", "--engine", engine,
+                                          "--weights-dir", str(weights_dir)], obj=Environment(segmentor_factory=factory))
+        assert result.exit_code == 2, result.output
+        found = [(Path(r["input"]).name, r["status"], r["error"]) for r in map(json.loads, result.stdout.splitlines())]
+        assert found == [("x.png", "error", "not a recognised image or video file"),
+                         ("y.jpg", "error", "file is empty (0 bytes)")]
+        assert f"error: {src / 'x.png'}: not a recognised image or video file" in result.stderr
+        assert f"error: {src / 'y.jpg'}: file is empty (0 bytes)" in result.stderr
+        assert "processed 0, skipped 0, failed 2" in result.stderr and "no network was loaded" in result.stderr
+
+    run(src)
+    run(src / "x.png", src / "y.jpg")
+    if importlib.util.find_spec("ray") is not None:  # the Ray engine reads the same headers before Ray starts
+        run(src, engine="ray")
+    assert not out.exists() and loads == []
+    out.mkdir()  # an OUT of an earlier run stays as it was: no manifest written, nothing removed
+    (out / MANIFEST_NAME).write_text('{"input": "earlier.png", "status": "ok"}\n')
+    make_image(out / "earlier.png", (8, 8))
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    run(src)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before and loads == []
+
+
+def test_inputs_are_recognised_by_content_not_by_extension(run_cli, tmp_path):
+    """A GIF named .webp is a clip, a video named .jpg is a clip (and with --first-frame its first frame), a
+    one-frame GIF is a still: the header decides, never the name (more names in ``test_plan``, ``test_frames``)."""
+    src = tmp_path / "in"
+    frames = [Image.fromarray(np.full((40, 56, 3), colour, np.uint8)) for colour in ((200, 40, 40), (40, 40, 200))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=80)
+    src.mkdir()
+    (src / "gif.webp").write_bytes((tmp_path / "anim.gif").read_bytes())
+    make_video(src / "movie.jpg", size=(48, 32))
+    frames[1].save(src / "still.gif")
+    result = run_cli(str(src), "-o", str(tmp_path / "out"), "--json", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    found = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert {name: (r["status"], r["frames"]) for name, r in found.items()} == {
+        "gif.webp": ("ok", 2), "movie.jpg": ("ok", 2), "still.gif": ("ok", None)}
+    out = tmp_path / "out"
+    assert found["movie.jpg"]["fps"] == pytest.approx(10) and found["movie.jpg"]["original_size"] == {
+        "width": 48, "height": 32}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png") if "_mask" not in p.name) == [
+        "gif/000001.png", "gif/000002.png", "movie/000001.png", "movie/000002.png", "still.png"]
+    first = run_cli(str(src / "movie.jpg"), "-o", str(tmp_path / "first"), "--first-frame", "--device", "cpu")
+    assert first.returncode == 0, first.stderr
+    assert np.array_equal(read_rgb(tmp_path / "first" / "movie.png"), read_rgb(out / "movie" / "000001.png"))
 
 
 def test_unreadable_file_and_folder_fail_alone(unprivileged):

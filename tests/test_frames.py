@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import MAX_TEXT_CHUNK, PngInfo
 
 from animeface_seg.engine import memory
 from animeface_seg.engine.decode import load_rgb
-from animeface_seg.engine.frames import ClipDecodeError, is_multi_frame, open_frames
+from animeface_seg.engine.errors import ImageDecodeError
+from animeface_seg.engine.frames import ClipDecodeError, is_video_container, open_frames
+from animeface_seg.engine.sniff import sniff
 from animeface_seg.engine.memory import MemoryBudgetError
 from test_clips import cut_inside_frame
 
@@ -65,7 +69,7 @@ def read_all(source, **options):
                                          ("clip.webm", "libvpx-vp9"), ("clip.AVI", "mpeg4")])
 def test_video_frames_in_display_order_as_pyav_rgb24(tmp_path, name, codec):
     path = write_video(tmp_path / name, (solid(c, (66, 46)) for c in COLOURS), codec)  # rows PyAV pads
-    assert is_multi_frame(path)
+    assert sniff(path) == "video"
     info, frames = read_all(path)
     assert [f.number for f in frames] == list(range(1, 9))
     assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(8)])
@@ -107,7 +111,7 @@ def save_animation(path: Path, frames: list[Image.Image], **options) -> Path:
 ])
 def test_animation_frames_are_every_frame_in_order(tmp_path, name, options):
     path = save_animation(tmp_path / name, [Image.fromarray(solid(c)) for c in COLOURS[:5]], **options)
-    assert is_multi_frame(path)
+    assert sniff(path) == "animation"
     info, frames = read_all(path)
     assert info.frame_count == 5 and [f.number for f in frames] == [1, 2, 3, 4, 5]
     assert [tuple(f.image[10, 10]) for f in frames] == COLOURS[:5]
@@ -136,18 +140,63 @@ def test_transparent_frames_are_composited_over_white_after_disposal(tmp_path, n
 def test_a_single_frame_file_stays_a_still_and_decodes_as_one(tmp_path, name):
     path = tmp_path / name
     Image.fromarray(solid((10, 120, 250))).save(path, **({"lossless": True} if name.endswith("webp") else {}))
-    assert not is_multi_frame(path)
+    assert sniff(path) == "still"
     _, frames = read_all(path)
     assert len(frames) == 1 and np.array_equal(frames[0].image, load_rgb(path))
 
 
-def test_probe_takes_extensions_and_headers_not_pixels(tmp_path):
-    (tmp_path / "garbage.gif").write_bytes(b"GIF89a not really")
-    (tmp_path / "notes.MKV").write_bytes(b"")
+def test_the_header_decides_still_animation_or_video_whatever_the_name(tmp_path):
+    """Content, not extension: a GIF named .webp or .png is an animation, a video named .jpg or .png a video,
+    a one-frame GIF a still; what is neither (text, nothing, a cut header) fails with the decoder's words."""
+    frames = [Image.fromarray(solid(c)) for c in COLOURS[:3]]
+    gif = save_animation(tmp_path / "anim.gif", frames, duration=40)
+    video = write_video(tmp_path / "clip.mp4", (solid(c) for c in COLOURS[:3]), H264)
+    named = {"gif.webp": gif, "gif.png": gif, "video.jpg": video, "video.PNG": video, "video.gif": video}
+    for name, content in named.items():
+        (tmp_path / name).write_bytes(content.read_bytes())
     Image.fromarray(solid((1, 2, 3))).save(tmp_path / "photo.jpg")
-    assert not is_multi_frame(tmp_path / "garbage.gif")  # unreadable: the still decoder says why
-    assert is_multi_frame(tmp_path / "notes.MKV")  # videos are clips by name
-    assert not is_multi_frame(tmp_path / "photo.jpg")
+    Image.fromarray(solid((1, 2, 3))).save(tmp_path / "jpeg.gif", format="JPEG")
+    save_animation(tmp_path / "still.gif", frames[:1])
+    Image.fromarray(solid((1, 2, 3))).save(tmp_path / "still.webp", lossless=True)
+    save_animation(tmp_path / "moving.webp", frames, duration=40, lossless=True)
+    text = PngInfo()  # text chunks Pillow's header reader refuses (an embedded workflow): the decoder drops them
+    text.add_itxt("workflow", "x" * 2 * MAX_TEXT_CHUNK, zip=True)
+    Image.fromarray(solid((1, 2, 3))).save(tmp_path / "workflow.png", pnginfo=text)
+    kinds = {path.name: sniff(path) for path in sorted(tmp_path.iterdir())}
+    assert kinds == {"anim.gif": "animation", "clip.mp4": "video", "gif.png": "animation", "gif.webp": "animation",
+                     "jpeg.gif": "still", "moving.webp": "animation", "photo.jpg": "still", "still.gif": "still",
+                     "still.webp": "still", "video.PNG": "video", "video.gif": "video", "video.jpg": "video",
+                     "workflow.png": "still"}
+    for name in ("gif.webp", "video.jpg"):  # and the clip decoder reads each by its content too
+        with open_frames(tmp_path / name) as clip:
+            assert len(list(clip)) == 3
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image\n" * 50)
+    (tmp_path / "text.mkv").write_text("not a video\n" * 50)
+    (tmp_path / "notes.txt").write_text("FFmpeg reads text by this name as a video of characters\n" * 50)
+    (tmp_path / "cut.gif").write_bytes(b"GIF89a not really")  # FFmpeg's GIF reader takes it: not a video
+    heads = {b"\0\0\0\x18ftypisom": True, b"\0\0\0\x14ftypqt  ": True, b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81": True,
+             b"RIFF\0\0\0\0AVI ": True, b"\0\0\0\x1cftypavif": False, b"\0\0\0\x18ftypheic": False,
+             b"RIFF\0\0\0\0WEBP": False, b"GIF89a\0\0\0\0\0\0": False}  # AVIF and HEIF pictures are boxed like MP4
+    assert {head: is_video_container(head) for head in heads} == heads
+    unknown = "not a recognised image or video file"
+    for name, message in [("empty.png", "file is empty (0 bytes)"), ("missing.gif", "file not found"),
+                          ("text.png", unknown), ("text.mkv", unknown), ("notes.txt", unknown), ("cut.gif", unknown)]:
+        with pytest.raises(ImageDecodeError, match=re.escape(message)):
+            sniff(tmp_path / name)
+
+
+def test_without_pyav_a_video_by_content_or_name_names_the_extra(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "clip.mp4", (solid(c) for c in COLOURS[:2]), H264)
+    (tmp_path / "video.jpg").write_bytes(video.read_bytes())
+    (tmp_path / "text.mkv").write_text("not a video\n")
+    (tmp_path / "text.png").write_text("not an image\n")
+    monkeypatch.setitem(sys.modules, "av", None)  # the video extra not installed
+    for name in ("clip.mp4", "video.jpg", "text.mkv"):
+        with pytest.raises(ImageDecodeError, match=re.escape("videos need PyAV: pip install 'animeface-seg[video]'")):
+            sniff(tmp_path / name)
+    with pytest.raises(ImageDecodeError, match="^not a recognised image file$"):
+        sniff(tmp_path / "text.png")
 
 
 def test_frame_step_numbers_frames_by_source_frame(tmp_path):

@@ -1,4 +1,4 @@
-"""Input discovery and output naming, on real files in a temporary folder (contents are never decoded)."""
+"""Input discovery and output naming, on real files in a temporary folder (the plan reads headers, never pixels)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path, PurePath
 
 import pytest
+from PIL import Image
 
 from animeface_seg.batch.discovery import (
     IMAGE_EXTENSIONS,
@@ -21,12 +22,19 @@ from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
 
 
+def tiny_png() -> bytes:
+    """A real 1 x 1 PNG: inputs pass the plan's header check by content, whatever their names."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def touch(root: Path, *names: str) -> None:
-    """Create dummy files (and their folders) under ``root``."""
+    """Create tiny images (and their folders) under ``root``."""
     for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"not really an image")
+        path.write_bytes(tiny_png())
 
 
 def relatives(jobs: list[Job]) -> list[str]:

@@ -15,7 +15,7 @@ from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
-from conftest import make_image
+from conftest import make_image, make_video
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -154,7 +154,7 @@ def test_any_bytes_and_newlines_in_names_stay_one_line_and_valid_json(run_cli, t
         assert Path(got[raw]["outputs"]["map"]).is_file()
         assert os.fsencode(Path(got[raw]["outputs"]["map"]).name) == raw[:-4] + b".png"
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {src}/broken\\n\\xfe\\x1b.png: not a recognised image file"]
+    assert errors == [f"error: {src}/broken\\n\\xfe\\x1b.png: not a recognised image or video file"]
     assert "\x1b" not in proc.stderr
 
 
@@ -256,7 +256,7 @@ def clip_conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), layout: 
 def test_a_clip_beside_a_folder_of_the_same_name_is_refused_before_the_networks_load(recorded_run, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     make_image(src / "clip" / "x.png", (40, 30))
-    (src / "clip.MP4").write_bytes(b"videos are clips by their name; the plan opens none")
+    make_video(src / "clip.MP4")
     before = files_under(tmp_path)
     result, calls = recorded_run(str(src), "-o", str(out))
     assert result.exit_code == 2, result.output
@@ -268,7 +268,7 @@ def test_a_clip_beside_a_folder_of_the_same_name_is_refused_before_the_networks_
 def test_an_animated_gif_beside_a_video_of_the_same_name_is_refused(recorded_run, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "clip.gif")
-    (src / "clip.webm").write_bytes(b"")
+    make_video(src / "clip.webm")
     result, calls = recorded_run(str(src), "-o", str(out), "--layout", "by-kind")
     assert result.exit_code == 2, result.output
     for tree in ("maps", "masks"):
@@ -277,25 +277,34 @@ def test_an_animated_gif_beside_a_video_of_the_same_name_is_refused(recorded_run
     assert calls == [] and not out.exists()
 
 
-def test_the_plan_marks_clips_from_names_and_headers_only(tmp_path):
+def test_the_plan_marks_clips_from_headers_whatever_the_name(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "anim.gif")
     animated_gif(src / "still.gif", frames=1)
-    (src / "movie.mkv").write_bytes(b"")
+    make_video(src / "movie.mkv")
     make_image(src / "photo.png", (40, 30))
+    (src / "lying.webp").write_bytes(animated_gif(tmp_path / "gif.gif").read_bytes())  # names that lie
+    (src / "gif.png").write_bytes((tmp_path / "gif.gif").read_bytes())
+    make_video(src / "video.jpg")
+    (src / "one.webm").write_bytes(animated_gif(tmp_path / "one.gif", frames=1).read_bytes())
     plan = make_plan([str(src), str(src / "missing.mov")], out, [OutputKind.MAP, OutputKind.MASK])
-    assert {job.source.name: job.clip for job in plan.jobs} == {
-        "anim.gif": True, "movie.mkv": True, "photo.png": False, "still.gif": False, "missing.mov": False}
+    assert {job.source.name: (job.clip, job.video) for job in plan.jobs} == {
+        "anim.gif": (True, False), "movie.mkv": (True, True), "photo.png": (False, False),
+        "still.gif": (False, False), "lying.webp": (True, False), "gif.png": (True, False),
+        "video.jpg": (True, True), "one.webm": (False, False), "missing.mov": (False, False)}
     assert plan.jobs[0].frame_folders(out, plan.kinds, plan.layout) == {
         OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
-    # one picture per file: nothing is a clip, so a still GIF and a video of one name do collide
-    assert not any(job.clip for job in make_plan([str(src)], out, [OutputKind.MAP], clips=False).jobs)
+    # one picture per file: nothing is a clip (a video is still read as one), so a still GIF and a video
+    # of one name do collide
+    firsts = make_plan([str(src)], out, [OutputKind.MAP], clips=False).jobs
+    assert not any(job.clip for job in firsts)
+    assert [job.source.name for job in firsts if job.video] == ["movie.mkv", "video.jpg"]
 
 
 def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "clip.gif", frames=1)
-    (src / "clip.mp4").write_bytes(b"")
+    make_video(src / "clip.mp4")
     plan = make_plan([str(src)], out, [OutputKind.MAP, OutputKind.MASK])
     assert [(job.source.name, job.clip) for job in plan.jobs] == [("clip.gif", False), ("clip.mp4", True)]
 

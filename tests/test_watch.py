@@ -271,7 +271,7 @@ def test_source_hands_over_settled_files_once_and_stops(tmp_path):
         (src / "page.download" / "b.png").write_bytes(b"x")
         (src / "out").mkdir()
         (src / "out" / "result.png").write_bytes(b"x")  # OUT inside the watched folder
-        (staging / "m.png").write_bytes(b"first")
+        make_image(staging / "m.png", (8, 8))  # a real picture: the source reads each settled file's header
         os.replace(staging / "m.png", src / "m.png")
         job = got.get(timeout=WAIT)
         assert (job.source, job.relative, job.error) == (src / "m.png", PurePath("m"), None)
@@ -279,7 +279,7 @@ def test_source_hands_over_settled_files_once_and_stops(tmp_path):
         stamp = (src / "m.png").stat()
         os.utime(src / "m.png", ns=(stamp.st_atime_ns + 1, stamp.st_mtime_ns))  # an event, same size and time
         time.sleep(1)
-        (src / "m.png").write_bytes(b"second content")
+        (src / "m.png").write_bytes(make_image(staging / "second.png", (9, 9), seed=1).read_bytes())
         job = got.get(timeout=WAIT)
         assert job.source == src / "m.png"
     finally:

@@ -21,7 +21,7 @@ from animeface_seg.batch.encode import ClipEncoder
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
-from animeface_seg.engine.frames import ClipInfo, is_video_name, open_frames, video_packets
+from animeface_seg.engine.frames import ClipInfo, open_frames, video_packets
 from animeface_seg.engine.segmentor import Segmentation
 
 
@@ -41,7 +41,7 @@ def planned_frames(job: Job, step: int) -> tuple[ClipInfo, range] | None:
         with open_frames(job.source, max_pixels=None) as clip:
             info = clip.info
         count = info.frame_count
-        if count is None and is_video_name(job.source):
+        if count is None and job.video:
             count = video_packets(job.source)
     except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
         return None

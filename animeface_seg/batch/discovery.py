@@ -50,7 +50,9 @@ class Job:
     """The file's ``(st_dev, st_ino)`` when it exists, to recognise it under other names."""
     clip: bool = False
     """Whether the input holds many frames (a video, an animation), so its outputs are folders of
-    frames; the plan sets it (``plan.mark_clips``), discovery never opens a file."""
+    frames; the plan sets it from the file's header (``plan.recognise``), discovery never opens a file."""
+    video: bool = False
+    """Whether the file is a video container (read through PyAV), by its content (``plan.recognise``)."""
 
     @property
     def runnable(self) -> bool:

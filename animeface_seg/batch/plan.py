@@ -4,7 +4,7 @@ The rule: no input may lie inside OUT (outputs written there could replace it; w
 never enters OUT, so OUT may sit inside an input folder, never the other way round). No output may
 be the same path as another output of any kind, sit where a folder must go for another output, sit
 where a folder already is, lie below an existing file, or be the same file as an input. A clip (a
-video, an animated image; ``mark_clips``) owns its frame folder: no other output, and no other
+video, an animated image; ``recognise``) owns its frame folder: no other output, and no other
 clip's folder, may lie in it, be it, or hold it. The files the run keeps in OUT itself (the
 manifest; with ``--review`` the page and its thumbnails' folder, ``run_files``) are planned too: no
 output may be one of them or lie below one. Output names are compared the way OUT's file system
@@ -31,7 +31,9 @@ from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths
 from animeface_seg.batch.thumbnails import REVIEW_FOLDER
-from animeface_seg.engine.frames import is_multi_frame
+from animeface_seg.engine.errors import ImageDecodeError
+from animeface_seg.engine.frames import is_video_name
+from animeface_seg.engine.sniff import sniff
 
 #: How many conflicts a message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -146,14 +148,14 @@ def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind],
               videos: bool = False, review: bool = False) -> Plan:
     """Discover the inputs and check every output path against the rule; raise ``PlanError`` on conflicts.
 
-    ``allow_empty`` accepts folders with no image yet (a watched drop folder). With ``clips``, inputs
-    holding many frames become clips (``mark_clips``); without, every input is a still (its first frame).
-    ``videos``: clips are also encoded as videos, whose files are checked too; ``review``: so is the review page.
+    ``allow_empty`` accepts folders with no image yet (a watched drop folder). Every input's header is read
+    (``recognise``): with ``clips``, inputs holding many frames become clips; without, every input is a still
+    (its first frame). ``videos``: clips are also encoded as videos, whose files are checked too; ``review``: so
+    is the review page.
     """
     jobs = discover(inputs, out_dir, recursive=recursive, stdin=stdin, null=null, root=root,
                     allow_empty=allow_empty)
-    if clips:
-        jobs = mark_clips(jobs)
+    jobs = recognise(jobs, clips)
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout), NameRule.probe(out_dir), videos, review)
     conflicts = check(plan)
     if conflicts:
@@ -161,10 +163,19 @@ def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind],
     return plan
 
 
-def mark_clips(jobs: Sequence[Job]) -> list[Job]:
-    """``jobs`` with ``clip`` set on each runnable one whose file holds many frames: videos by their
-    extension, GIF/APNG/WebP/TIFF from their headers (``frames.is_multi_frame``); no pixel is decoded."""
-    return [replace(job, clip=True) if job.runnable and is_multi_frame(job.source) else job for job in jobs]
+def recognise(jobs: Sequence[Job], clips: bool = True) -> list[Job]:
+    """``jobs`` with each runnable file's header read once (``sniff.sniff``), whatever its name: ``clip`` set
+    on videos and animations (with ``clips``), ``video`` on videos, and the ``error`` of a file that is empty,
+    unreadable or neither an image nor a video, so it fails before any network loads. No pixel is decoded."""
+    return [_recognised(job, clips) if job.runnable else job for job in jobs]
+
+
+def _recognised(job: Job, clips: bool) -> Job:
+    try:
+        kind = sniff(job.source)
+    except ImageDecodeError as exc:
+        return replace(job, error=str(exc))
+    return job if kind == "still" else replace(job, clip=clips, video=kind == "video")
 
 
 def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
@@ -182,7 +193,9 @@ def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
                 layout: Layout = Layout.MIRROR) -> Plan:
     """A plan for jobs found in object storage: outputs checked against each other, names compared
-    exactly (object keys are case-sensitive); there is no local disk to check them against."""
+    exactly (object keys are case-sensitive); there is no local disk to check them against, and no header
+    is read before the cluster starts, so videos are known by their extension there."""
+    jobs = [replace(job, video=is_video_name(str(job.source))) for job in jobs]
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout))
     conflicts = _planned_outputs(plan).conflicts
     if conflicts:

@@ -36,7 +36,7 @@ from animeface_seg.batch.writers import write_outputs
 from animeface_seg.engine import memory
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import Clip, is_video_name, open_frames
+from animeface_seg.engine.frames import Clip, open_frames
 from animeface_seg.engine.segmentor import Prepared, Segmentation, Segmentor
 
 
@@ -139,7 +139,7 @@ class Stages:
         if content is not None and not content:
             raise ImageDecodeError("file is empty (0 bytes)")
         source = work.job.source if content is None else io.BytesIO(content)
-        if is_video_name(work.job.source):  # a video taken as one picture (--first-frame): its first frame
+        if work.job.video:  # a video taken as one picture (--first-frame): its first frame
             with open_frames(source, max_pixels=self.settings.max_pixels, before_load=self.before_frame) as clip:
                 frame = next(iter(clip), None)
             if frame is None:

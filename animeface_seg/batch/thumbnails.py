@@ -17,7 +17,8 @@ from PIL import Image
 from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, to_rgb_array
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import is_video_name, open_frames
+from animeface_seg.engine.frames import open_frames
+from animeface_seg.engine.sniff import sniff
 
 #: The review page's own folder in OUT.
 REVIEW_FOLDER = ".animeface-seg-review"
@@ -58,7 +59,7 @@ def thumbnail(file: Path, out_dir: Path, *, exact_colours: bool = False,
 
 def _first_picture(file: Path, max_pixels: int) -> Image.Image | None:
     """The first picture of ``file`` (a still, an animation's or a video's first frame); ``None`` over ``max_pixels``."""
-    if is_video_name(file):
+    if sniff(file) == "video":
         with open_frames(file, max_pixels=max_pixels) as clip:
             frame = next(iter(clip), None)
         return None if frame is None else Image.fromarray(frame.image)

@@ -181,11 +181,10 @@ class RayRunner(Runner):
 
 def _refuse_clips(jobs: list[Job], first_frame: bool) -> None:
     """Raise ``InputError`` (exit 2, before Ray starts) when a clip is among the inputs: the Ray engine
-    takes pictures only (videos by their extension; local animated images by their headers)."""
+    takes pictures only (local inputs by their headers; in object storage, videos by their extension)."""
     from animeface_seg.batch.display import shown
-    from animeface_seg.engine.frames import is_video_name
 
-    clips = [job for job in jobs if job.runnable and (job.clip or (is_video_name(str(job.source)) and not first_frame))]
+    clips = [job for job in jobs if job.runnable and (job.clip or (job.video and not first_frame))]
     if clips:
         more = f" (and {len(clips) - 1} more)" if len(clips) > 1 else ""
         raise InputError(f"{shown(clips[0].source)}{more}: --engine ray takes no videos or animated images; "

@@ -26,10 +26,10 @@ from PIL import Image
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, check_pixels, decode_errors, has_alpha, to_rgb_array
 from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
 
-#: Video file extensions (compared lower-cased): always decoded as clips, through PyAV.
+#: Video file extensions (compared lower-cased): a folder's files with these names are looked at.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
-#: Image extensions whose files may hold more than one frame.
-_ANIMATED_EXTENSIONS = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".tiff"})
+#: ``ftyp`` brands of pictures (HEIF, AVIF), which share MP4's container.
+_PICTURE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 #: What Pillow raises for cut headers and seeks into garbage, beyond what ``decode.decode_errors`` knows.
 _DAMAGE_ERRORS = (IndexError, TypeError, struct.error)
 #: Everything Pillow raises for damaged animations.
@@ -85,67 +85,45 @@ def is_video_name(name: str | os.PathLike[str]) -> bool:
     return Path(name).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def is_multi_frame(path: str | Path) -> bool:
-    """Whether the file at ``path`` is a clip (its outputs are folders of frames) rather than a still.
+def is_video_container(head: bytes) -> bool:
+    """Whether a file's first 12 bytes open a video container (MP4/MOV's ``ftyp`` box, Matroska/WebM's EBML
+    header, AVI's RIFF), so PyAV reads it without Pillow trying first; HEIF and AVIF pictures, boxed like MP4,
+    are not."""
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in _PICTURE_BRANDS
+    return head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
-    Videos always are, judged by their extension without opening them. GIF, PNG (APNG), WebP and TIFF
-    files are when they hold more than one frame, read from their headers (a GIF's first frame is
-    skipped over). Unreadable files count as stills, so the still decoder reports what is wrong.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return True
-    if suffix not in _ANIMATED_EXTENSIONS:
-        return False
+
+def _head(path: str | Path) -> bytes:
+    """A file's first 12 bytes; empty when it cannot be read (the decoder then says why)."""
     try:
-        if suffix == ".webp":
-            return _webp_frames(Path(path), stop_at=2) > 1
-        with Image.open(path) as image:
-            return bool(getattr(image, "is_animated", False))
-    except (*_PILLOW_ERRORS, Image.DecompressionBombError):
-        return False
-
-
-def _webp_frames(path: Path, stop_at: int) -> int:
-    """Animation frames (``ANMF`` chunks) of a WebP file, counted up to ``stop_at`` by walking its RIFF
-    chunks (Pillow would read the whole file to answer)."""
-    frames = 0
-    with path.open("rb") as file:
-        head = file.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
-            return 0
-        while frames < stop_at:
-            chunk = file.read(8)
-            if len(chunk) < 8:
-                break
-            size = int.from_bytes(chunk[4:], "little")
-            frames += chunk[:4] == b"ANMF"
-            file.seek(size + (size & 1), os.SEEK_CUR)
-    return frames
+        with open(path, "rb") as file:
+            return file.read(12)
+    except OSError:
+        return b""
 
 
 def open_frames(source: str | Path | BinaryIO, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                 before_load: FrameCheck | None = None, step: int = 1) -> Clip:
     """Open a multi-frame file; iterate the returned ``Clip`` (once) for its frames, and close it.
 
-    A path with a video extension is opened with PyAV, any other with Pillow; a file object is tried
-    with Pillow, then PyAV. Only the header is read here. ``max_pixels`` and ``before_load`` are checked
-    before the first frame is decoded and again whenever the frame size or mode changes; ``step``
-    takes every ``step``-th frame (1, 1+step, ...). Raises ``ImageDecodeError`` (``ClipDecodeError``
+    The content decides, not the name: a video container's file goes to PyAV, any other file (a path or a
+    file object) is tried with Pillow, then with PyAV when Pillow does not know it. Only the header is read
+    here. ``max_pixels`` and ``before_load`` are checked before the first frame is decoded and again whenever
+    the frame size or mode changes; ``step`` takes every ``step``-th frame (1, 1+step, ...). Raises ``ImageDecodeError`` (``ClipDecodeError``
     for a damaged clip) with a one-line reason.
     """
     if step < 1:
         raise ValueError(f"step must be 1 or more, not {step}")
     check = _Check(max_pixels, before_load)
-    if isinstance(source, (str, Path)) and is_video_name(source):
+    if isinstance(source, (str, Path)) and is_video_container(_head(source)):
         return _VideoClip(source, check, step)
-    if isinstance(source, (str, Path)):
-        return _AnimationClip(source, check, step)
-    position = source.tell()
+    position = None if isinstance(source, (str, Path)) else source.tell()
     try:
         return _AnimationClip(source, check, step)
     except UnrecognisedImageError:
-        source.seek(position)
+        if position is not None:
+            source.seek(position)
     return _VideoClip(source, check, step)
 
 

@@ -28,7 +28,7 @@ from animeface_seg.batch.discovery import InputError, Job, identity_of, job_unde
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome
-from animeface_seg.batch.plan import NameRule, OutputClaims, mark_clips
+from animeface_seg.batch.plan import NameRule, OutputClaims, recognise
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.signature import stale_reason
 
@@ -337,7 +337,7 @@ class DropFolders:
                 continue
             del self._pending[real]
             self._handed[real] = stamp
-            yield self._claimed(mark_clips([pending.job])[0], real)  # settled: its header is whole
+            yield self._claimed(recognise([pending.job])[0], real)  # settled: its header is whole
 
     def _claimed(self, job: Job, real: Path) -> Job:
         """The job, or a failing one if its outputs meet those of another input that still exists (any kind,

@@ -28,12 +28,13 @@ def job_row(index: int, job: Job) -> dict[str, Any]:
     """The row that carries ``job`` to the workers (text only, so blocks need no schema; local paths
     absolute, as workers need not share the command's working folder)."""
     source = job.source.absolute() if isinstance(job.source, Path) else job.source
-    return {"index": index, "source": str(source), "relative": json.dumps(list(job.relative.parts))}
+    return {"index": index, "source": str(source), "relative": json.dumps(list(job.relative.parts)),
+            "video": "video" if job.video else ""}
 
 
-def row_job(source: str, relative: str) -> Job:
+def row_job(source: str, relative: str, video: str = "") -> Job:
     """The job a row carries."""
-    return Job(parse_location(source), PurePath(*json.loads(relative)))
+    return Job(parse_location(source), PurePath(*json.loads(relative)), video=bool(video))
 
 
 def read_inputs(batch: Batch, settings: RunSettings, storage: Storage) -> Batch:
@@ -92,7 +93,7 @@ class SegmentActor:
         for i, content in enumerate(batch["bytes"]):
             if done[i]:
                 continue
-            work = stages.begin(row_job(batch["source"][i], batch["relative"][i]))
+            work = stages.begin(row_job(batch["source"][i], batch["relative"][i], batch["video"][i]))
             if isinstance(work, Outcome):
                 done[i] = records.encode(work)
                 continue
