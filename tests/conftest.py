@@ -24,7 +24,7 @@ GOLDEN_CASES = ("tall", "wide", "square", "rgba", "small", "gray")
 #: Every runtime, each skipped only when its package is missing (the test extra installs them all).
 RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(package) is None,
                                                         reason=f"{package} is not installed"))
-            for name, package in (("torch", "torch"), ("reference", "torch"), ("onnxruntime", "onnxruntime"),
+            for name, package in (("torch", "torch"), ("reference", "cv2"), ("onnxruntime", "onnxruntime"),
                                   ("openvino", "openvino"))]
 
 

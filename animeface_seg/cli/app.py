@@ -153,9 +153,10 @@ def command(
     runtime: Annotated[str, typer.Option(
         "--runtime", metavar="auto|torch|reference|onnxruntime|openvino",
         help="What runs the networks. auto: on CPU the fastest installed (onnxruntime, then openvino, then "
-        "torch; for bf16 openvino where the CPU has native bf16), on CUDA torch. reference: torch with the "
-        "original's exact arithmetic (no folding, fp32), slower. onnxruntime/openvino are CPU-only and use an "
-        "ONNX export cached in $ANIMEFACE_SEG_CACHE [default: ~/.cache/animeface-seg].")] = "auto",
+        "torch; for bf16 openvino where the CPU has native bf16), on CUDA torch. reference: the "
+        "original's exact arithmetic (OpenCV's resize, the reference extra; torch, no folding, fp32), slower. "
+        "onnxruntime/openvino are CPU-only and use an ONNX export cached in $ANIMEFACE_SEG_CACHE "
+        "[default: ~/.cache/animeface-seg].")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
         show_default=False)] = None,

@@ -242,12 +242,12 @@ class Segmentor:
         unknown = set(options) - {"device", "precision", "output_size", "place", "fold_batchnorm", "runtime"}
         if unknown:
             raise TypeError(f"Segmentor.from_pretrained() got unexpected options: {', '.join(sorted(unknown))}")
-        unet_path = resolve(UNET, unet, weights_dir)
-        abg_path = resolve(ABG, abg, weights_dir) if remove_background else None
-        self = cls.__new__(cls)
+        self = cls.__new__(cls)  # settings first: a runtime that cannot run here is refused before any file is sought
         self._setup(options.get("device", "auto"), options.get("precision", "auto"),
                     options.get("output_size", "original"), options.get("runtime", "auto"),
                     options.get("place", True), options.get("fold_batchnorm", True))
+        unet_path = resolve(UNET, unet, weights_dir)
+        abg_path = resolve(ABG, abg, weights_dir) if remove_background else None
         fold = self.fold_batchnorm
 
         def modules() -> tuple[nn.Module, nn.Module | None]:
@@ -313,11 +313,13 @@ class Segmentor:
 
     def prepare(self, image: RGBImage) -> Prepared:
         """Resize and pad one image (H x W x 3 uint8 array, or (3, H, W) uint8 tensor): on the host for
-        the ONNX runtimes (``geometry.host``), else moved to the device first (``geometry.device``)."""
-        if self.on_host:
+        the ONNX runtimes (``geometry.host``), by OpenCV on the host for ``reference`` as the original
+        (``geometry.opencv``), else moved to the device first (``geometry.device``)."""
+        if self.on_host or self.runtime == "reference":
             array = image.permute(1, 2, 0).cpu().numpy() if is_tensor(image) else np.asarray(image)
             height, width = array.shape[:2]
-            return Prepared(host_geometry.prepare(array), (height, width), geometry.processed_size(height, width))
+            pixels = host_geometry.prepare(array) if self.on_host else self._prepare_as_the_original(array)
+            return Prepared(pixels, (height, width), geometry.processed_size(height, width))
         import torch
         from einops import rearrange
 
@@ -336,6 +338,15 @@ class Segmentor:
             original_size=(height, width),
             processed_size=geometry.processed_size(height, width),
         )
+
+    def _prepare_as_the_original(self, array: np.ndarray) -> torch.Tensor:
+        """The ``reference`` runtime's network input: resized by OpenCV on the host as the original does
+        (``geometry.opencv``), then moved to the device."""
+        import torch
+
+        from animeface_seg.engine.geometry import opencv as opencv_geometry
+
+        return torch.from_numpy(opencv_geometry.prepare(array)).to(self.device)
 
     def run(self, batch: Sequence[Prepared]) -> list[Segmentation]:
         """Segment prepared images sharing one padded shape, as one batch, results on the host.

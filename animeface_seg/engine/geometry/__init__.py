@@ -9,7 +9,9 @@ Two implementations carry it out on the same numbers:
 - ``geometry.device``: torch tensors on the segmentor's device (CUDA, or torch on the CPU).
 
 Both build their resampling from ``area_taps`` and ``nearest_index`` below, so they agree
-(``tests/test_geometry_host.py`` checks them against each other).
+(``tests/test_geometry_host.py`` checks them against each other). A third, ``geometry.opencv``, is the
+``reference`` runtime's resize: ``cv2.resize`` itself, as the original calls it (the optional
+``reference`` extra); the two above stay within a level of it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Runtimes: what runs the two networks once the ``Segmentor`` has made the padded uint8 batch.
 
 ``torch`` (eager, batch norms folded, channels-last where it pays), ``reference`` (eager, exactly
-as the original: nothing folded, default memory format, fp32), ``onnxruntime`` and ``openvino``
+as the original: nothing folded, default memory format, fp32, fed OpenCV's resize as the original is:
+``geometry/opencv.py``), ``onnxruntime`` and ``openvino``
 (CPU only, both fed one ONNX export cached on disk, see ``export.py``). ``auto`` is chosen by
 ``select.py``. Each runtime object is called with the (N, 3, H, W) uint8 batch and returns (N, H, W)
 uint8 classes and the (N, H, W) float mask (None when the background is kept): torch tensors on the

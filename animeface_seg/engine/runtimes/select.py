@@ -21,9 +21,10 @@ ONNX_RUNTIMES = ("onnxruntime", "openvino")
 #: ``auto``'s order on the CPU, fastest first (docs/benchmarks.md).
 CPU_ORDER_FP32 = ("onnxruntime", "openvino", "torch")
 CPU_ORDER_BF16 = ("openvino", "torch")
-#: The package each runtime needs and how to install it.
+#: The package each runtime needs and how to install it (``reference`` resizes with OpenCV, as the original).
 _PACKAGES = {"onnxruntime": ("onnxruntime", "pip install onnxruntime (part of the default install)"),
-             "openvino": ("openvino", "pip install 'animeface-seg[openvino]'")}
+             "openvino": ("openvino", "pip install 'animeface-seg[openvino]'"),
+             "reference": ("cv2", "pip install 'animeface-seg[reference]'")}
 
 
 class RuntimeChoiceError(EngineError):
@@ -57,8 +58,13 @@ def choose(runtime: str, device_type: str, precision: str, *, place: bool = True
         else:
             order = CPU_ORDER_FP32
         return next(name for name in order if installed(name))
-    if runtime == "reference" and precision != "fp32":
-        raise RuntimeChoiceError(f"runtime reference computes in fp32 only (asked: {precision}).", setting="runtime")
+    if runtime == "reference":
+        if precision != "fp32":
+            raise RuntimeChoiceError(f"runtime reference computes in fp32 only (asked: {precision}).",
+                                     setting="runtime")
+        if not installed(runtime):
+            raise RuntimeChoiceError("runtime reference resizes with OpenCV, as the original does, and OpenCV is "
+                                     f"not installed: {_PACKAGES[runtime][1]}.", setting="runtime")
     if runtime in ONNX_RUNTIMES:
         if device_type != "cpu":
             raise RuntimeChoiceError(f"runtime {runtime} runs on the CPU only; on {device_type} use torch.",
