@@ -386,7 +386,7 @@ def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_
     src, out = tmp_path / "in", tmp_path / "out"
     make_image(src / "index.html" / "a.png", (40, 30))
     animated_gif(src / "index.html.gif")
-    (src / "animeface-seg-manifest.jsonl.mp4").write_bytes(b"a clip by its name")
+    make_video(src / "animeface-seg-manifest.jsonl.mp4")
     make_image(src / "fine.png", (30, 40), seed=1)
     before = files_under(tmp_path)
     result, calls = recorded_run(str(src), "-o", str(out), "--review", "--keep-background")
