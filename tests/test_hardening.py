@@ -71,11 +71,17 @@ def test_full_disk_leaves_each_input_whole_or_absent(run_cli, small_disk, tmp_pa
     assert _leftovers(small_disk / "out") == []
 
 
-def test_file_size_limit_fails_an_input_alone_without_partial_outputs(weights_dir, tmp_path):
+def test_file_size_limit_fails_an_input_alone_and_keeps_its_earlier_outputs(run_cli, weights_dir, tmp_path):
+    """The limit stops the set after its small map and mask are written (the cutout outgrows it): none of the
+    new files is put in place, and the outputs of an earlier run (at another size) are left as they were."""
     src, out = tmp_path / "in", tmp_path / "out"
     make_image(src / "small.png", (64, 64), seed=0)
     noisy = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     Image.fromarray(noisy).save(src / "noisy.png")  # its overlay and cutout outgrow the limit, its map does not
+    earlier = run_cli(str(src / "noisy.png"), "-o", str(out), "--overlay", "--cutout", "--size", "processed")
+    assert earlier.returncode == 0, earlier.stderr
+    before = {path.name: path.read_bytes() for path in out.glob("noisy*.png")}
+    assert len(before) == 4 and Image.open(out / "noisy.png").size != (700, 700)
     command = ["prlimit", "--fsize=400000", "--", *cli_command(), str(src), "-o", str(out), "--overlay",
                "--cutout", "--json", "--weights-dir", str(weights_dir), "--device", "cpu"]
     proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
@@ -83,10 +89,34 @@ def test_file_size_limit_fails_an_input_alone_without_partial_outputs(weights_di
     assert proc.returncode == 1, proc.stderr
     assert records["small.png"]["status"] == "ok"
     assert records["noisy.png"]["status"] == "error" and records["noisy.png"]["outputs"] == {}
-    assert "File too large" in records["noisy.png"]["error"]
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "small.png", "small_cutout.png", "small_mask.png",
-                                                     "small_overlay.png"]
+    assert "File too large" in records["noisy.png"]["error"] and "noisy_cutout.png" in records["noisy.png"]["error"]
+    assert {path.name: path.read_bytes() for path in out.glob("noisy*.png")} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST_NAME, "small.png", "small_cutout.png",
+                                                            "small_mask.png", "small_overlay.png", *before])
     assert "Traceback" not in proc.stderr
+
+
+def test_a_rename_refused_mid_set_puts_back_the_files_already_replaced(run_cli, tmp_path):
+    """The set is written whole, then its renames start and the last is refused (its target is a mount
+    point): the map, mask and cutout already renamed into place give way to the earlier run's files again."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "a.png", (96, 64))
+    args = (str(src), "-o", str(out), "--overlay", "--cutout", "--device", "cpu", "--json")
+    assert run_cli(*args, "--size", "processed").returncode == 0
+    before = {path.name: path.read_bytes() for path in out.glob("a*.png")}
+    (tmp_path / "pinned.png").write_bytes(before["a_overlay.png"])
+    mounted = subprocess.run(["mount", "--bind", str(tmp_path / "pinned.png"), str(out / "a_overlay.png")],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"the test needs root to bind-mount a file: {mounted.stderr}"
+    try:
+        proc = run_cli(*args)
+    finally:
+        subprocess.run(["umount", str(out / "a_overlay.png")], check=True)
+    record = _records(proc.stdout)["a.png"]
+    assert proc.returncode == 1 and record["status"] == "error", record
+    assert "a_overlay.png" in record["error"] and "Device or resource busy" in record["error"], record["error"]
+    assert {path.name: path.read_bytes() for path in out.glob("a*.png")} == before
+    assert _leftovers(out) == []
 
 
 def test_write_set_takes_back_every_file_when_any_writer_fails(tmp_path):
