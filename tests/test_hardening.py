@@ -11,6 +11,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -145,16 +146,41 @@ def test_names_the_output_file_system_cannot_hold_are_refused_up_front(run_cli, 
     assert (out / "maps" / f"{stem}.png").is_file()
 
 
-def test_command_under_an_address_space_limit_splits_large_batches(weights_dir, tmp_path):
-    src, out = tmp_path / "in", tmp_path / "out"
-    for i in range(6):
+_COUNTING = """import json, sys
+from animeface_seg.cli import app
+from animeface_seg.engine.segmentor import Segmentor
+sizes, run = [], Segmentor.run
+def counted(self, batch):
+    sizes.append(len(batch))
+    return run(self, batch)
+Segmentor.run = counted
+try:
+    app(sys.argv[1:], prog_name="animeface-seg")
+finally:
+    print("batches", json.dumps(sizes), file=sys.stderr)
+"""
+
+
+def test_command_under_an_address_space_limit_splits_large_batches(run_cli, weights_dir, tmp_path):
+    """Under ``prlimit --as`` the default budget caps a network batch: ``--batch-size 32`` over four inputs
+    runs as several smaller batches (counted as the networks receive them, passed through unchanged), and
+    every output is byte for byte that of one unsplit batch."""
+    src, out, whole = tmp_path / "in", tmp_path / "out", tmp_path / "whole"
+    for i in range(4):
         make_image(src / f"p{i}.png", (512, 512), seed=i)
-    command = ["prlimit", "--as=7000000000", "--", *cli_command(), str(src), "-o", str(out), "--batch-size", "32",
-               "--json", "--weights-dir", str(weights_dir), "--device", "cpu"]
+    common = ["--batch-size", "32", "--json", "--device", "cpu"]
+    unsplit = run_cli(str(src), "-o", str(whole), "--memory-budget", "0", *common)  # also fills the ONNX cache,
+    assert unsplit.returncode == 0, unsplit.stderr  # so the limited run loads no torch (its mappings need more)
+    command = ["prlimit", "--as=2200000000", "--", sys.executable, "-c", _COUNTING, str(src), "-o", str(out), *common,
+               "--weights-dir", str(weights_dir)]
     proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert {r["status"] for r in _records(proc.stdout).values()} == {"ok"}
-    assert len(list(out.glob("*_mask.png"))) == 6
+    batches = json.loads(proc.stderr.split("batches ")[-1])
+    assert sum(batches) == 4 and len(batches) > 1 and max(batches) < 4, batches
+    made = sorted(path.name for path in out.glob("*.png"))
+    assert len(made) == 8 and made == sorted(path.name for path in whole.glob("*.png"))
+    assert all((out / name).read_bytes() == (whole / name).read_bytes() for name in made)
 
 
 def test_closed_stdin_and_ascii_file_names_encoding_end_cleanly(weights_dir, tmp_path):

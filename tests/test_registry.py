@@ -1,6 +1,7 @@
 """The node pack is ready for the ComfyUI registry: comfy-cli's own ``comfy node validate`` and
-``comfy node pack`` pass offline, and our checks of the real pyproject.toml cover what comfy-cli leaves lenient (the name rules,
-an X.Y.Z version, the license form, the publisher ID and repository URL of the registry's spec).
+``comfy node pack`` pass offline, and our checks of the real pyproject.toml cover what comfy-cli leaves
+lenient (the name rules, an X.Y.Z version, the license form, the publisher ID and repository URL of the
+registry's spec); each check is shown to catch a break of the real file.
 
 comfy-cli runs on a copy of the repository's git-tracked files (in their working-tree state) in a
 fresh git repository, with its own home folder, telemetry and update checks off, standard input
