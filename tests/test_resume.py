@@ -164,3 +164,24 @@ def test_object_storage_resume_verifies_the_whole_object(s3_bucket, large):
     assert reasons["whole.png"] is None
     assert reasons["cut.png"].startswith("cut.png is cut short"), reasons
     assert reasons["longer.png"].startswith("longer.png has 4 bytes after its IEND"), reasons
+
+
+def test_skip_existing_remakes_a_clip_frame_cut_short(run_cli, tmp_path):
+    """A clip's frames follow the same rule: a frame PNG cut short is made again, the whole ones are kept."""
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    (tmp_path / "in").mkdir()
+    frames[0].save(tmp_path / "in" / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = tmp_path / "out"
+    args = (str(tmp_path / "in"), "-o", str(out), "--keep-background", "--json", "--device", "cpu", "--skip-existing")
+    assert run_cli(*args).returncode == 0
+    before = {path.name: path.read_bytes() for path in (out / "anim").glob("*.png")}
+    assert sorted(before) == ["000001.png", "000002.png", "000003.png"]
+    kept = {name: (out / "anim" / name).stat().st_mtime_ns for name in ("000001.png", "000003.png")}
+    (out / "anim" / "000002.png").write_bytes(before["000002.png"][:-40])
+    resumed = run_cli(*args)
+    record = _records(resumed.stdout)["anim.gif"]
+    assert (record["status"], record["frames"]) == ("ok", 3), record
+    assert record["reason"] == "resumed: 2 frames already done, 1 made", record
+    assert {path.name: path.read_bytes() for path in (out / "anim").glob("*.png")} == before
+    assert {name: (out / "anim" / name).stat().st_mtime_ns for name in kept} == kept
