@@ -9,7 +9,9 @@ record) to COUNT inputs' names, then measures, on those same files (page cache w
   (p) the whole process: ``animeface-seg IN -o OUT --skip-existing --quiet``, start-up included,
       RUNS times (every input must come back skipped); with ``--baseline TREE`` (the package as it
       was, e.g. ``git archive 024d330 animeface_seg | tar -x -C /tmp/before``) alternately with that
-      tree's code on the same files.
+      tree's code on the same files;
+  (l) both checks on one large output (``--large WxH``: noise written by the command's PNG writer
+      with a record, the size of a big cutout), ROUNDS alternating rounds of 300 checks each.
 
     git archive 024d330 animeface_seg | tar -x -C /tmp/before
     python benchmarks/resume.py --baseline /tmp/before --json docs/resume-cpu.json
@@ -38,6 +40,7 @@ from PIL import Image
 
 from animeface_seg.batch.signature import KEY, Signature, stale_reason
 from animeface_seg.batch.store import LOCAL
+from animeface_seg.batch.writers import encode_png
 from throughput import stand_in_weights
 
 
@@ -92,6 +95,23 @@ def check_rates(out: Path, count: int, expected: Signature, rounds: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def large_output(root: Path, size: str, expected: Signature, rounds: int) -> dict[str, float]:
+    """Median microseconds of each check on one noisy output of ``size`` (``WxH``), and its bytes."""
+    width, height = map(int, size.split("x"))
+    path = root / "large.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    with open(path, "wb") as stream:
+        encode_png(Image.fromarray(pixels), stream, expected.png_info())
+    times: dict[str, list[float]] = {"whole": [], "header": []}
+    for _ in range(rounds):
+        for name, check in (("whole", stale_reason), ("header", header_only_reason)):
+            start = time.perf_counter()
+            for _ in range(300):
+                assert check({"map": path}, expected) is None
+            times[name].append((time.perf_counter() - start) / 300 * 1e6)
+    return {"bytes": path.stat().st_size, **{name: statistics.median(values) for name, values in times.items()}}
+
+
 def whole_process(src: Path, out: Path, weights: Path, runs: int, baseline: Path | None) -> dict[str, list[float]]:
     """Seconds of each whole ``--skip-existing`` run, this code's and (alternately) ``baseline``'s; every input
     must be skipped."""
@@ -116,6 +136,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--weights-dir", type=Path)
+    parser.add_argument("--large", default="1600x1200", help="the large output's size, WxH")
     parser.add_argument("--baseline", type=Path, help="a tree holding the package as it was, run alternately")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -126,9 +147,10 @@ def main() -> None:
         load_before = os.getloadavg()
         checks = check_rates(out, args.count, expected, args.rounds)
         runs = whole_process(src, out, weights, args.runs, args.baseline)
+        large = large_output(root, args.large, expected, args.rounds)
         figures = {"count": args.count, "outputs_per_input": 2, "output_bytes": (out / "p00000.png").stat().st_size,
                    "check_us_per_input": checks, "check_added_us_per_input": checks["whole"] - checks["header"],
-                   "whole_process_s": runs, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+                   "whole_process_s": runs, "large_output_us": large, "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
     added = figures["check_added_us_per_input"] * args.count / 1e6
     print(f"check per input: whole {checks['whole']:.1f} us, header-only {checks['header']:.1f} us "
           f"(added {figures['check_added_us_per_input']:+.1f} us, {added:+.2f} s over {args.count} inputs)")
@@ -136,6 +158,8 @@ def main() -> None:
         print(f"whole process ({name}), {args.count} inputs skipped: " + ", ".join(f"{s:.2f} s" for s in seconds)
               + f", median {statistics.median(seconds):.2f} s")
     print(f"added check {100 * added / statistics.median(runs['now']):+.1f} % of this code's median")
+    print(f"one {args.large} output ({large['bytes']} bytes): whole {large['whole']:.1f} us, "
+          f"header-only {large['header']:.1f} us")
     print(f"load average before {load_before}, after {figures['loadavg_after']}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
