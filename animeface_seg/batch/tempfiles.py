@@ -93,12 +93,16 @@ def _second_name(path: Path) -> Path | None:
 
 
 def _put_back(path: Path, backup: Path | None) -> None:
-    """Undo one rename of a failed set: the file that was at ``path`` is there again (none if none was)."""
-    try:
-        if backup is None:
-            path.unlink()
-        else:
+    """Undo one rename of a failed set: the file that was at ``path`` is there again (none if none was; none
+    either if its second name is gone, taken by another run's clean-up: the new file never stays)."""
+    if backup is not None:
+        try:
             os.replace(backup, path)
+            return
+        except OSError:
+            pass
+    try:
+        path.unlink()
     except OSError:
         pass
 
