@@ -102,10 +102,10 @@ def test_every_cut_of_a_real_output_is_refused_and_the_whole_file_read(done, lar
     chunks = _chunks(data)
     assert chunks[0][1] == b"IHDR" and chunks[-1][1] == b"IEND"
     cuts = {offset + step for offset, _, length in chunks for step in (0, 4, 8, 8 + length // 2, 11 + length)}
-    for cut in sorted(cut for cut in cuts if 0 < cut < len(data)):
+    for cut in sorted(cut for cut in cuts | {0} if cut < len(data)):
         cut_file = path.with_name("cut.png")
         cut_file.write_bytes(data[:cut])
-        with open(cut_file, "rb") as stream, pytest.raises(DamagedPNG, match=r"cut short|ends at byte|not a PNG"):
+        with open(cut_file, "rb") as stream, pytest.raises(DamagedPNG, match=r"^is cut short: "):
             text_chunks(stream)
         assert stale_reason({"map": cut_file}, None) is None  # existence alone says nothing of wholeness
     cut_file.unlink()

@@ -48,6 +48,8 @@ def text_chunks(stream: BinaryIO) -> dict[str, str]:
     stream.seek(0)
     head = stream.read(min(size, HEAD_BYTES))
     if head[:8] != PNG_SIGNATURE:
+        if PNG_SIGNATURE.startswith(head):
+            raise DamagedPNG(f"is cut short: {size} bytes, not even its signature")
         raise NotPNG("is not a PNG")
     texts: dict[str, str] = {}
     position, images = 8, 0
