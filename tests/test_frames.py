@@ -267,9 +267,10 @@ def test_limits_refuse_a_clip_before_any_frame_is_decoded(tmp_path, name):
         path = write_video(tmp_path / name, frames, H264)
     else:
         path = save_animation(tmp_path / name, [Image.fromarray(f) for f in frames], duration=40)
-    with pytest.raises(Exception, match="over the limit of 10,000") as failure:
+    refused = r"^image is 320x240 = 76,800 pixels, over the limit of 10,000$"
+    with pytest.raises(ImageDecodeError, match=refused) as failure:
         open_frames(path, max_pixels=10_000)
-    assert failure.value.setting == "max_pixels"
+    assert type(failure.value) is ImageDecodeError and failure.value.setting == "max_pixels"
     seen = []
     budget = memory.fixed_budget(memory.parse_size("1M"))
     hook = functools.partial(memory.check, budget=budget)
@@ -284,10 +285,12 @@ def test_limits_refuse_a_clip_before_any_frame_is_decoded(tmp_path, name):
 def test_missing_empty_and_non_video_files_are_one_line_errors(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "text.mov").write_text("not a video\n" * 50)
-    for name, message in [("missing.mp4", "file not found"), ("empty.mp4", "file is empty"),
-                          ("text.mov", "cannot decode video")]:
-        with pytest.raises(Exception, match=message):
+    for name, error, message in [("missing.mp4", ImageDecodeError, r"^file not found$"),
+                                 ("empty.mp4", ImageDecodeError, r"^file is empty \(0 bytes\)$"),
+                                 ("text.mov", ClipDecodeError, r"^cannot decode video: ")]:
+        with pytest.raises(error, match=message) as failure:
             open_frames(tmp_path / name)
+        assert type(failure.value) is error, name
 
 
 _PEAK = """

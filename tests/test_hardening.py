@@ -11,6 +11,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,11 +72,17 @@ def test_full_disk_leaves_each_input_whole_or_absent(run_cli, small_disk, tmp_pa
     assert _leftovers(small_disk / "out") == []
 
 
-def test_file_size_limit_fails_an_input_alone_without_partial_outputs(weights_dir, tmp_path):
+def test_file_size_limit_fails_an_input_alone_and_keeps_its_earlier_outputs(run_cli, weights_dir, tmp_path):
+    """The limit stops the set after its small map and mask are written (the cutout outgrows it): none of the
+    new files is put in place, and the outputs of an earlier run (at another size) are left as they were."""
     src, out = tmp_path / "in", tmp_path / "out"
     make_image(src / "small.png", (64, 64), seed=0)
     noisy = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     Image.fromarray(noisy).save(src / "noisy.png")  # its overlay and cutout outgrow the limit, its map does not
+    earlier = run_cli(str(src / "noisy.png"), "-o", str(out), "--overlay", "--cutout", "--size", "processed")
+    assert earlier.returncode == 0, earlier.stderr
+    before = {path.name: path.read_bytes() for path in out.glob("noisy*.png")}
+    assert len(before) == 4 and Image.open(out / "noisy.png").size != (700, 700)
     command = ["prlimit", "--fsize=400000", "--", *cli_command(), str(src), "-o", str(out), "--overlay",
                "--cutout", "--json", "--weights-dir", str(weights_dir), "--device", "cpu"]
     proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
@@ -83,10 +90,34 @@ def test_file_size_limit_fails_an_input_alone_without_partial_outputs(weights_di
     assert proc.returncode == 1, proc.stderr
     assert records["small.png"]["status"] == "ok"
     assert records["noisy.png"]["status"] == "error" and records["noisy.png"]["outputs"] == {}
-    assert "File too large" in records["noisy.png"]["error"]
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "small.png", "small_cutout.png", "small_mask.png",
-                                                     "small_overlay.png"]
+    assert records["noisy.png"]["error"] == f"cannot write output {out / 'noisy_cutout.png'}: File too large"
+    assert {path.name: path.read_bytes() for path in out.glob("noisy*.png")} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST_NAME, "small.png", "small_cutout.png",
+                                                            "small_mask.png", "small_overlay.png", *before])
     assert "Traceback" not in proc.stderr
+
+
+def test_a_rename_refused_mid_set_puts_back_the_files_already_replaced(run_cli, tmp_path):
+    """The set is written whole, then its renames start and the last is refused (its target is a mount
+    point): the map, mask and cutout already renamed into place give way to the earlier run's files again."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_image(src / "a.png", (96, 64))
+    args = (str(src), "-o", str(out), "--overlay", "--cutout", "--device", "cpu", "--json")
+    assert run_cli(*args, "--size", "processed").returncode == 0
+    before = {path.name: path.read_bytes() for path in out.glob("a*.png")}
+    (tmp_path / "pinned.png").write_bytes(before["a_overlay.png"])
+    mounted = subprocess.run(["mount", "--bind", str(tmp_path / "pinned.png"), str(out / "a_overlay.png")],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"the test needs root to bind-mount a file: {mounted.stderr}"
+    try:
+        proc = run_cli(*args)
+    finally:
+        subprocess.run(["umount", str(out / "a_overlay.png")], check=True)
+    record = _records(proc.stdout)["a.png"]
+    assert proc.returncode == 1 and record["status"] == "error", record
+    assert record["error"] == f"cannot write output {out / 'a_overlay.png'}: Device or resource busy", record
+    assert {path.name: path.read_bytes() for path in out.glob("a*.png")} == before
+    assert _leftovers(out) == []
 
 
 def test_write_set_takes_back_every_file_when_any_writer_fails(tmp_path):
@@ -115,16 +146,41 @@ def test_names_the_output_file_system_cannot_hold_are_refused_up_front(run_cli, 
     assert (out / "maps" / f"{stem}.png").is_file()
 
 
-def test_command_under_an_address_space_limit_splits_large_batches(weights_dir, tmp_path):
-    src, out = tmp_path / "in", tmp_path / "out"
-    for i in range(6):
+_COUNTING = """import json, sys
+from animeface_seg.cli import app
+from animeface_seg.engine.segmentor import Segmentor
+sizes, run = [], Segmentor.run
+def counted(self, batch):
+    sizes.append(len(batch))
+    return run(self, batch)
+Segmentor.run = counted
+try:
+    app(sys.argv[1:], prog_name="animeface-seg")
+finally:
+    print("batches", json.dumps(sizes), file=sys.stderr)
+"""
+
+
+def test_command_under_an_address_space_limit_splits_large_batches(run_cli, weights_dir, tmp_path):
+    """Under ``prlimit --as`` the default budget caps a network batch: ``--batch-size 32`` over four inputs
+    runs as several smaller batches (counted as the networks receive them, passed through unchanged), and
+    every output is byte for byte that of one unsplit batch."""
+    src, out, whole = tmp_path / "in", tmp_path / "out", tmp_path / "whole"
+    for i in range(4):
         make_image(src / f"p{i}.png", (512, 512), seed=i)
-    command = ["prlimit", "--as=7000000000", "--", *cli_command(), str(src), "-o", str(out), "--batch-size", "32",
-               "--json", "--weights-dir", str(weights_dir), "--device", "cpu"]
+    common = ["--batch-size", "32", "--json", "--device", "cpu"]
+    unsplit = run_cli(str(src), "-o", str(whole), "--memory-budget", "0", *common)  # also fills the ONNX cache,
+    assert unsplit.returncode == 0, unsplit.stderr  # so the limited run loads no torch (its mappings need more)
+    command = ["prlimit", "--as=2200000000", "--", sys.executable, "-c", _COUNTING, str(src), "-o", str(out), *common,
+               "--weights-dir", str(weights_dir)]
     proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert {r["status"] for r in _records(proc.stdout).values()} == {"ok"}
-    assert len(list(out.glob("*_mask.png"))) == 6
+    batches = json.loads(proc.stderr.split("batches ")[-1])
+    assert sum(batches) == 4 and len(batches) > 1 and max(batches) < 4, batches
+    made = sorted(path.name for path in out.glob("*.png"))
+    assert len(made) == 8 and made == sorted(path.name for path in whole.glob("*.png"))
+    assert all((out / name).read_bytes() == (whole / name).read_bytes() for name in made)
 
 
 def test_closed_stdin_and_ascii_file_names_encoding_end_cleanly(weights_dir, tmp_path):

@@ -67,6 +67,8 @@ def failed_outcome(job: Job, exc: BaseException, stage: str = "") -> Outcome:
     text, setting = describe_error(exc)
     if isinstance(exc, FileNotFoundError) and stage == "read":
         text = "file not found"
+    elif isinstance(exc, OSError) and not isinstance(exc, EngineError) and stage == "write" and exc.filename:
+        text = f"cannot write output {exc.filename}: {text}"
     elif isinstance(exc, OSError) and not isinstance(exc, EngineError):
         text = {"write": "cannot write output: ", "read": "cannot read file: "}.get(stage, "") + text
     elif stage == "segment":

@@ -3,23 +3,23 @@
 Every PNG a run writes carries a text chunk ``animeface-seg`` holding a JSON object: the
 output format version, the size mode, whether the background was kept, the precision, a
 fingerprint of each network's weights and the output layout. ``--skip-existing`` skips an
-input only when all its outputs exist and carry the run's own record; otherwise it is
-processed again, and ``stale_reason`` says why.
+input only when all its outputs exist, are whole PNGs (``pngcheck``: the chunks walk to an IEND
+that ends the file) and carry the run's own record; otherwise it is processed again, and
+``stale_reason`` says why.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from animeface_seg.batch.naming import Layout
+from animeface_seg.batch.pngcheck import DamagedPNG, NotPNG, text_chunks
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.engine.segmentor import Segmentor
 
@@ -64,15 +64,19 @@ class Signature:
         return info
 
 
-def read(path: Path | BinaryIO) -> dict | None:
-    """The record stored in an output PNG (a path, or a stream holding at least its header), or None."""
+def read(stream: BinaryIO) -> dict | None:
+    """The record of the whole output PNG in a seekable ``stream``, or None when it holds none (or is no PNG).
+
+    Raises ``DamagedPNG`` when the file is not a whole PNG, ``OSError`` when it cannot be read.
+    """
     try:
-        with Image.open(path) as image:
-            text = image.info.get(KEY)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        text = text_chunks(stream).get(KEY)
+    except NotPNG:
+        return None
+    if text is None:
         return None
     try:
-        record = json.loads(text) if isinstance(text, str) else None
+        record = json.loads(text)
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
@@ -90,8 +94,8 @@ def _differences(found: dict, expected: dict) -> str:
 
 def stale_reason(outputs: Mapping[object, PurePath], expected: Signature | None,
                  store: OutputStore = LOCAL) -> str | None:
-    """Why the outputs of a job must be made again, or None when they all exist in ``store`` and
-    match ``expected``. With ``expected`` None only existence is checked.
+    """Why the outputs of a job must be made again, or None when they all exist in ``store``, are whole
+    PNGs and carry ``expected`` as their record. With ``expected`` None only existence is checked.
     """
     for path in outputs.values():
         if not store.is_file(path):
@@ -101,9 +105,12 @@ def stale_reason(outputs: Mapping[object, PurePath], expected: Signature | None,
     wanted = asdict(expected)
     for path in outputs.values():
         try:
-            found = read(io.BytesIO(store.head(path)))
-        except OSError:
-            found = None
+            with store.open(path) as stream:
+                found = read(stream)
+        except DamagedPNG as exc:
+            return f"{path.name} {exc} (left unfinished or damaged)"
+        except OSError as exc:
+            return f"{path.name} cannot be read ({exc.strerror or exc})"
         if found is None:
             return f"{path.name} has no animeface-seg record (made by an older version or another tool)"
         if found != wanted:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -66,31 +67,90 @@ def locked_temp(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
             os.close(fd)
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """OS errors raised while ``path``'s file is written or renamed name ``path``, the name the user knows
+    (a failed write names no file, a failed rename the temporary one)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def _second_name(path: Path) -> Path | None:
+    """A hard link to the file ``path`` holds before it is replaced, so a failed set can put it back;
+    None when nothing (or a folder) is there, or the file system makes no such link."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+        backup = temp_path(path)
+        os.link(path, backup, follow_symlinks=False)
+    except OSError:
+        return None
+    return backup
+
+
+def _put_back(path: Path, backup: Path | None) -> None:
+    """Undo one rename of a failed set: the file that was at ``path`` is there again (none if none was; none
+    either if its second name is gone, taken by another run's clean-up: the new file never stays)."""
+    if backup is not None:
+        try:
+            os.replace(backup, path)
+            return
+        except OSError:
+            pass
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _drop(backup: Path | None) -> None:
+    """Remove a second name no longer needed (the set is in place, or its file was never replaced); one left
+    behind is an unlocked temporary file, which the next run removes."""
+    if backup is not None:
+        try:
+            backup.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def write_set(files: Mapping[Path, Writer]) -> None:
     """Write every file of ``files`` (path -> writer), then rename them all into place.
 
-    On any failure (an exception in a writer, a full disk, a name too long) nothing of the set
-    is left: temporary files are removed, and files already renamed into place are removed too.
+    On any failure (an exception in a writer, a full disk, a name too long, a rename refused)
+    nothing of the set is left and what was there before is back: temporary files are removed,
+    and each file already renamed into place is removed, or replaced again by the file it replaced
+    (kept under a second name, a hard link, until the whole set is in place; a file system without
+    hard links loses that file).
     """
-    placed: list[Path] = []
+    placed: list[tuple[Path, Path | None]] = []
     try:
         with ExitStack() as stack:
             staged = []
             for path, write in files.items():
-                tmp, stream = stack.enter_context(locked_temp(path))
-                write(stream)
-                stream.flush()
+                with _naming(path):
+                    tmp, stream = stack.enter_context(locked_temp(path))
+                    write(stream)
+                    stream.flush()
                 staged.append((tmp, path))
             for tmp, path in staged:
-                os.replace(tmp, path)
-                placed.append(path)
+                backup = _second_name(path)
+                try:
+                    with _naming(path):
+                        os.replace(tmp, path)
+                except BaseException:
+                    _drop(backup)
+                    raise
+                placed.append((path, backup))
     except BaseException:
-        for path in placed:
-            try:
-                path.unlink()
-            except OSError:
-                pass
+        for path, backup in reversed(placed):
+            _put_back(path, backup)
         raise
+    for _, backup in placed:
+        _drop(backup)
 
 
 def _held(path: str) -> bool:

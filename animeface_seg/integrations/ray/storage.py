@@ -13,11 +13,13 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Union
+from typing import BinaryIO, Union
 
-from animeface_seg.batch.store import HEAD_BYTES, LOCAL
+from animeface_seg.batch.store import LOCAL
 from animeface_seg.batch.tempfiles import Writer
 
+#: Bytes one ranged read of an object fetches: the PNG check's later chunk headers come from few requests.
+READ_WINDOW = 1 << 20
 #: Environment variables naming an S3-compatible endpoint (the AWS SDKs' conventions), most specific first.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
@@ -134,12 +136,12 @@ class Storage:
             return LOCAL.is_file(location)
         return self.filesystem(location).get_file_info(location.key).type == fs.FileType.File
 
-    def head(self, location: Location, size: int = HEAD_BYTES) -> bytes:
-        """The first ``size`` bytes of a file or object."""
+    def open(self, location: Location) -> BinaryIO:
+        """A file or object opened for reading, seekable: an object's size from its metadata, its bytes by
+        ranged reads of ``READ_WINDOW`` (a seek within the last one reads nothing more)."""
         if isinstance(location, Path):
-            return LOCAL.head(location, size)
-        with self.filesystem(location).open_input_file(location.key) as stream:
-            return stream.read(size)
+            return LOCAL.open(location)
+        return io.BufferedReader(self.filesystem(location).open_input_file(location.key), READ_WINDOW)
 
     def write_set(self, files: Mapping[Location, Writer]) -> None:
         """Write every file or object, all or nothing: local files through ``tempfiles.write_set``; objects
