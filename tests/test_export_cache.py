@@ -86,10 +86,11 @@ def test_a_damaged_cached_file_is_rebuilt_with_one_warning(pristine, weights_dir
     shutil.copytree(pristine["cache"], cache)
     where, harm = DAMAGES[damage]
     mine = {name: cache / "onnx" / pristine[name].name for name in ("export", "optimised")}
+    assert all(Cache(cache).check(path) is not None for path in mine.values())  # used once: digests memoised
     target = where(mine, weights_dir) if damage != "digest memo garbled" else where(cache, weights_dir)
     harm(target)
     done = run(pristine["inputs"], tmp_path / "out", cache, weights_dir, runtime)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stdout == "", done.stderr + done.stdout
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"animeface-seg: warning: the cached file {target} was damaged ("), lines
     assert lines[0].endswith("); rebuilt")
@@ -113,32 +114,49 @@ def full_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def bind_read_only(folder: Path) -> None:
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+    if done.returncode:
+        pytest.fail(f"cannot bind-mount here (the test needs root): {done.stderr.decode()}")
+
+
 @pytest.fixture
 def read_only(tmp_path: Path):
     """A real read-only bind mount of an empty folder."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
-    if done.returncode:
-        pytest.fail(f"cannot bind-mount here (the test needs root): {done.stderr.decode()}")
+    bind_read_only(folder)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_with_export(tmp_path: Path, pristine: dict):
+    """A real read-only bind mount of a cache holding the export but not ONNX Runtime's optimised graph
+    (which ONNX Runtime would be asked to write)."""
+    folder = tmp_path / "ro"
+    shutil.copytree(pristine["cache"] / "onnx", folder / "onnx")
+    for path in (folder / "onnx").glob("*.ort-*"):
+        path.unlink()
+    bind_read_only(folder)
     yield folder
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.mark.parametrize("runtime", ONNX_RUNTIMES)
-@pytest.mark.parametrize("unusable", ["full_disk", "read_only"])
+@pytest.mark.parametrize("unusable", ["full_disk", "read_only", "read_only_with_export"])
 def test_a_cache_that_cannot_be_written_is_run_without_after_one_warning(pristine, weights_dir, tmp_path, request,
                                                                          runtime, unusable):
     """Only our one line reaches stderr (no ONNX Runtime log, no traceback); the map is the same."""
     cache = request.getfixturevalue(unusable)
     done = run(pristine["inputs"], tmp_path / "out", cache, weights_dir, runtime)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stdout == "", done.stderr + done.stdout
     reason = "No space left on device" if unusable == "full_disk" else "Read-only file system"
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"animeface-seg: warning: cannot write the cache in {cache}"), lines
     assert f"({reason}); this run goes on without saving to it" in lines[0] and "$ANIMEFACE_SEG_CACHE" in lines[0]
     assert np.array_equal(read_rgb(tmp_path / "out" / "a.png"), pristine["map"])
-    assert not [p for p in cache.rglob("*") if p.suffix in (".onnx", ".tmp")]
+    assert not [p for p in cache.rglob("*") if p.suffix == ".tmp" or ".ort-" in p.name]
 
 
 def test_a_checkpoint_replaced_in_place_gets_a_new_export(weights_dir, reference, tmp_path, monkeypatch):
@@ -172,7 +190,7 @@ def test_a_checkpoint_replaced_in_place_gets_a_new_export(weights_dir, reference
 
 
 EXPORTER = """
-import sys, time
+import contextlib, sys, time
 from pathlib import Path
 from animeface_seg.engine.models.stacked import StackedNetworks
 from animeface_seg.engine.optimize import fold_batchnorm
@@ -185,15 +203,25 @@ unet, barrier, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 key = export.ExportKey(export.file_digest(unet), None)
 assert export.cached(key) is None
 
-def build():  # both processes wait here, right before exporting
-    module = fold_batchnorm(load(UNET, unet), inplace=True)
-    (barrier / me).touch()
-    while len(list(barrier.iterdir())) < 2:
+def wait(step):  # both processes meet here
+    (barrier / f"{step}-{me}").touch()
+    while len(list(barrier.glob(f"{step}-*"))) < 2:
         time.sleep(0.01)
+
+class Meeting(Cache):  # the real cache; both processes also meet once each holds its temporary file
+    @contextlib.contextmanager
+    def sealing(self, path, info):
+        with super().sealing(path, info) as tmp:
+            wait("write")
+            yield tmp
+
+def build():  # right before exporting
+    module = fold_batchnorm(load(UNET, unet), inplace=True)
+    wait("export")
     print("start", time.time())
     return StackedNetworks(module, None)
 
-found = export.export(key, build, {"unet": "u", "abg": None})
+found = export.export(key, build, {"unet": "u", "abg": None}, Meeting())
 print("end", time.time())
 print("sha256", Cache().check(found.path)["sha256"])
 OnnxRuntimeNetworks(found)
