@@ -279,3 +279,21 @@ def test_the_library_warns_and_runs_where_the_cache_cannot_be_written(weights_di
     case = reference / "golden" / "square" / "input.png"
     expected = runtime_segmentor("onnxruntime", remove_background=False)([case])[0].classes
     assert np.array_equal(seg([case])[0].classes, expected)
+
+
+def test_openvinos_own_blob_cut_short_is_compiled_again(pristine, weights_dir, tmp_path):
+    """OpenVINO checks the compiled blobs in its ``CACHE_DIR`` itself: one cut short is compiled and
+    written again, silently (it says nothing we could pass on), with the same results."""
+    cache = tmp_path / "cache"
+    shutil.copytree(pristine["cache"], cache)
+    first = run(pristine["inputs"], tmp_path / "first", cache, weights_dir, "openvino")
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    blobs = list((cache / "openvino").glob("*.blob"))
+    assert len(blobs) == 1
+    size = blobs[0].stat().st_size
+    blobs[0].chmod(0o644)
+    cut_short(blobs[0])
+    done = run(pristine["inputs"], tmp_path / "out", cache, weights_dir, "openvino")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr + done.stdout
+    assert np.array_equal(read_rgb(tmp_path / "out" / "a.png"), read_rgb(tmp_path / "first" / "a.png"))
+    assert [p.stat().st_size for p in (cache / "openvino").glob("*.blob")] == [size]
