@@ -22,10 +22,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from animeface_seg.engine.runtimes.cache_files import CACHE_ENV, Cache, atomic_path, cache_dir
+from animeface_seg.engine.runtimes.cache_files import CACHE_ENV, Cache, cache_dir, record_path
 
-__all__ = ["CACHE_ENV", "EXPORT_VERSION", "OPSET", "Export", "ExportKey", "atomic_path", "cache_dir", "cached",
-           "export", "file_digest", "module_digest"]
+__all__ = ["CACHE_ENV", "EXPORT_VERSION", "OPSET", "Export", "ExportKey", "cache_dir", "cached", "export",
+           "file_digest", "module_digest"]
 
 if TYPE_CHECKING:
     from torch import nn
@@ -90,8 +90,14 @@ class Export:
 
 def cached(key: ExportKey, cache: Cache | None = None) -> Export | None:
     """The export for ``key`` when it is in the cache and whole, else None (a damaged one is reported)."""
-    info = (cache or Cache()).check(key.path)
-    return None if info is None else Export(key.path, info["fingerprints"])
+    cache = cache or Cache()
+    info = cache.check(key.path)
+    if info is None:
+        return None
+    if not isinstance(info.get("fingerprints"), dict):
+        cache.damaged(record_path(key.path), "its record holds no fingerprints")
+        return None
+    return Export(key.path, info["fingerprints"])
 
 
 def export(key: ExportKey, build: Callable[[], StackedNetworks], fingerprints: dict[str, str | None],

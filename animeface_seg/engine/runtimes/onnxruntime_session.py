@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,9 @@ class OnnxRuntimeNetworks:
         except Exception:
             if not options.optimized_model_filepath:
                 raise
-            cache.unwritable(saved.parent, "ONNX Runtime could not save its optimised graph there: a full disk?")
+            full = shutil.disk_usage(saved.parent).free < Path(export.path).stat().st_size  # the graph's size, about
+            cache.unwritable(saved.parent, "No space left on device" if full else "ONNX Runtime could not save its "
+                             "optimised graph there")
         options.optimized_model_filepath = ""
         return ort.InferenceSession(export.source, options, providers=["CPUExecutionProvider"])
 
