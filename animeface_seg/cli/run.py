@@ -102,6 +102,8 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
     reporter.info(f"device: {runner.description}; {len(jobs)} input(s) -> {shown(request.output)}")
     if stale:
         reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.output)} by a run that was killed")
+    for line in runner.start_warnings():
+        _warn(line)
     for line in runner.notices():
         reporter.info(line)
     with reporter, kept(manifest, periodic=watch):  # the manifest is written however the run ends

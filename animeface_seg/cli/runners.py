@@ -7,6 +7,7 @@ the inputs, starts its engine, turns jobs into outcomes and lets go; ``run.py`` 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
@@ -56,6 +57,10 @@ class Runner:
         """Lines worth telling the user before the work starts."""
         return []
 
+    def start_warnings(self) -> list[str]:
+        """Warnings from starting (a damaged cache rebuilt, a cache that cannot be written)."""
+        return []
+
     def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:
         """The jobs to run (a live source may add to the planned ones)."""
         return jobs
@@ -76,9 +81,19 @@ class LocalRunner(Runner):
         super().__init__(request)
         self.factory = factory
         self.segmentor: Segmentor | None = None
+        self._warnings: list[str] = []
 
     def start(self) -> None:
-        self.segmentor = self.factory(**self.request.model, device=self.request.device)
+        from animeface_seg.engine.runtimes.cache_files import CacheWarning
+
+        with warnings.catch_warnings(record=True) as caught:  # the cache's warnings become warning lines
+            warnings.simplefilter("always", CacheWarning)
+            self.segmentor = self.factory(**self.request.model, device=self.request.device)
+        for warning in caught:
+            if issubclass(warning.category, CacheWarning):
+                self._warnings.append(str(warning.message))
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         if self.segmentor.device_name.startswith("cuda"):
             import torch
 
@@ -98,6 +113,9 @@ class LocalRunner(Runner):
         if self.device_type == "cpu" and self.segmentor.precision == "bf16" and not cpu_has_native_bf16():
             return ["note: this CPU has no native bf16, so bf16 is emulated and slower than fp32 here"]
         return []
+
+    def start_warnings(self) -> list[str]:
+        return self._warnings
 
     def outcomes(self, jobs: Iterable[Job], settings: RunSettings,
                  progress: FrameProgress | None = None) -> Iterator[Outcome]:

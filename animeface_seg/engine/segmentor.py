@@ -32,6 +32,7 @@ from animeface_seg.engine.inputs import ImageInput, RGBImage, as_rgb_images, is_
 from animeface_seg.engine.palette import (CLASS_NAMES, NUM_CLASSES, class_counts, class_index, colorize,
                                           palette_tensor)
 from animeface_seg.engine.runtimes import Networks, export
+from animeface_seg.engine.runtimes.cache_files import Cache
 from animeface_seg.engine.runtimes.select import ONNX_RUNTIMES
 from animeface_seg.engine.runtimes.select import choose as choose_runtime
 from animeface_seg.engine.weights import ABG, UNET, load, resolve
@@ -150,7 +151,7 @@ class Segmentor:
         if self.runtime in ONNX_RUNTIMES:
             key = export.ExportKey(export.module_digest(unet_module),
                                    None if isnet_module is None else export.module_digest(isnet_module))
-            self.networks = self._onnx_networks(key, lambda: (unet_module, isnet_module))
+            self.networks = self._onnx_networks(key, lambda: (unet_module, isnet_module), Cache())
         else:
             from animeface_seg.engine.runtimes.torch_eager import TorchNetworks
 
@@ -203,10 +204,11 @@ class Segmentor:
         torch is never needed; else they are tensors on the device."""
         return self.runtime in ONNX_RUNTIMES
 
-    def _onnx_networks(self, key: export.ExportKey, modules) -> Networks:
+    def _onnx_networks(self, key: export.ExportKey, modules, cache: Cache) -> Networks:
         """The ONNX runtime's networks for ``key``: from the cache, else exported from ``modules()``
-        (a callable returning the folded unet and isnet, only called when the export is missing)."""
-        found = export.cached(key)
+        (a callable returning the folded unet and isnet, only called when the export is missing or
+        damaged). Cache problems are ``CacheWarning``s, never errors (``runtimes/cache_files.py``)."""
+        found = export.cached(key, cache)
         if found is None:
             from animeface_seg.engine.models.stacked import StackedNetworks
             from animeface_seg.engine.weights import weights_fingerprint
@@ -214,14 +216,14 @@ class Segmentor:
             unet_module, isnet_module = modules()
             fingerprints = {"unet": weights_fingerprint(unet_module),
                             "abg": None if isnet_module is None else weights_fingerprint(isnet_module)}
-            found = export.export(key, lambda: StackedNetworks(unet_module, isnet_module), fingerprints)
+            found = export.export(key, lambda: StackedNetworks(unet_module, isnet_module), fingerprints, cache)
         if self.runtime == "onnxruntime":
             from animeface_seg.engine.runtimes.onnxruntime_session import OnnxRuntimeNetworks
 
-            return OnnxRuntimeNetworks(found)
+            return OnnxRuntimeNetworks(found, cache)
         from animeface_seg.engine.runtimes.openvino_model import OpenVinoNetworks
 
-        return OpenVinoNetworks(found, self.precision)
+        return OpenVinoNetworks(found, self.precision, cache)
 
     @classmethod
     def from_pretrained(
@@ -261,9 +263,10 @@ class Segmentor:
             return unet_module, isnet_module
 
         if self.runtime in ONNX_RUNTIMES:
-            key = export.ExportKey(export.file_digest(unet_path),
-                                   None if abg_path is None else export.file_digest(abg_path))
-            self.networks = self._onnx_networks(key, modules)
+            cache = Cache()
+            key = export.ExportKey(export.file_digest(unet_path, cache),
+                                   None if abg_path is None else export.file_digest(abg_path, cache))
+            self.networks = self._onnx_networks(key, modules, cache)
             return self
         return cls(*modules(), **{**options, "fold_batchnorm": fold})
 

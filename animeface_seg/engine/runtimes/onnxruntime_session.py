@@ -3,20 +3,23 @@
 Optimising the graph (fusions, constant folding, the blocked NCHWc layout) takes most of a
 session's start; the optimised graph is therefore saved beside the export the first time and
 loaded as it is afterwards. It holds kernels chosen for this CPU, so its name carries ONNX
-Runtime's version and a digest of the CPU's model and feature flags.
+Runtime's version and a digest of the CPU's model and feature flags. Like the export it is sealed
+by a record and checked before use (``cache_files``): a damaged one is made again, and where it
+cannot be written (read-only folder, full disk) the session runs on the graph it optimised in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from animeface_seg.engine.runtimes.export import Export, atomic_path
+from animeface_seg.engine.runtimes.cache_files import Cache
+from animeface_seg.engine.runtimes.export import Export
 
 
 def available_cpus() -> int:
@@ -51,9 +54,10 @@ class OnnxRuntimeNetworks:
     #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
     host = True
 
-    def __init__(self, export: Export) -> None:
+    def __init__(self, export: Export, cache: Cache | None = None) -> None:
         import onnxruntime as ort
 
+        cache = cache or Cache()
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cpus()
         options.inter_op_num_threads = 1
@@ -61,24 +65,49 @@ class OnnxRuntimeNetworks:
         # Memory patterns are planned per input shape; over folders of mixed sizes, planning them cost
         # more than they saved (8 mixed shapes: 5.7 s against 6.0 s; one repeated shape: no difference).
         options.enable_mem_pattern = False
-        options.log_severity_level = 3  # the warning that a saved optimised graph is hardware-specific: known
-        saved = optimized_path(export, ort.__version__)
-        if saved is not None and saved.is_file():
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            self._session = self._open(ort, saved, options)
-        else:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            with contextlib.ExitStack() as stack:
-                if saved is not None:
-                    with contextlib.suppress(OSError):
-                        options.optimized_model_filepath = str(stack.enter_context(atomic_path(saved)))
-                self._session = self._open(ort, export.path, options)
+        # Errors come back as exceptions; ONNX Runtime's own log lines (the warning that a saved optimised
+        # graph is hardware-specific, a failed save) would only reach the user's terminal.
+        options.log_severity_level = 4
+        saved = None if export.model is not None else optimized_path(export, ort.__version__)
+        self._session = self._open_saved(ort, saved, options, cache) if saved is not None else None
+        if self._session is None:
+            self._session = self._optimise(ort, export, saved, options, cache)
         self.fingerprints = export.fingerprints
         self.remove_background = export.remove_background
 
     @staticmethod
-    def _open(ort, path: Path, options):
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def _open_saved(ort, saved: Path, options, cache: Cache):
+        """A session on the saved optimised graph when it is whole, else None (a damaged one is reported)."""
+        if cache.check(saved) is None:
+            return None
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(saved), options, providers=["CPUExecutionProvider"])
+        except Exception:  # whole as written, yet not loadable here (another build's graph): made again
+            cache.damaged(saved, "ONNX Runtime cannot load it")
+            return None
+
+    @staticmethod
+    def _optimise(ort, export: Export, saved: Path | None, options, cache: Cache):
+        """A session optimising the export, saving the optimised graph as ``saved`` where it can; where
+        ONNX Runtime fails to write it (a full disk), the session is opened again without saving."""
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if saved is None:
+            return ort.InferenceSession(export.source, options, providers=["CPUExecutionProvider"])
+        try:
+            with cache.sealing(saved, {}) as tmp:
+                if tmp is not None:
+                    options.optimized_model_filepath = str(tmp)
+                session = ort.InferenceSession(export.source, options, providers=["CPUExecutionProvider"])
+            return session
+        except Exception:
+            if not options.optimized_model_filepath:
+                raise
+            full = shutil.disk_usage(saved.parent).free < Path(export.path).stat().st_size  # the graph's size, about
+            cache.unwritable(saved.parent, "No space left on device" if full else "ONNX Runtime could not save its "
+                             "optimised graph there")
+        options.optimized_model_filepath = ""
+        return ort.InferenceSession(export.source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         outputs = self._session.run(None, {"pixels": np.ascontiguousarray(pixels)})

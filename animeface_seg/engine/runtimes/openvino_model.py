@@ -1,7 +1,9 @@
 """The OpenVINO runtime: the cached export compiled for the CPU, f32 unless bf16 is asked for.
 
 The compiled model is cached by OpenVINO in the cache folder's ``openvino/`` (its own key covers
-its version, the CPU and these settings). The inference precision is always set explicitly: left alone, OpenVINO computes in bf16 on CPUs
+its version, the CPU and these settings; OpenVINO compiles again over a blob it cannot load, and
+skips writing one it cannot write). Where that folder cannot be written, OpenVINO runs without it
+(one warning, from ``cache_files``). The inference precision is always set explicitly: left alone, OpenVINO computes in bf16 on CPUs
 with AMX, which would change results without being asked (see docs/benchmarks.md).
 """
 
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from animeface_seg.engine.runtimes.export import Export, cache_dir
+from animeface_seg.engine.runtimes.cache_files import Cache
+from animeface_seg.engine.runtimes.export import Export
 from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
 
 _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
@@ -22,16 +25,18 @@ class OpenVinoNetworks:
     #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
     host = True
 
-    def __init__(self, export: Export, precision: str = "fp32") -> None:
+    def __init__(self, export: Export, precision: str = "fp32", cache: Cache | None = None) -> None:
         import openvino as ov
 
+        cache = cache or Cache()
         core = ov.Core()
-        self._compiled = core.compile_model(str(export.path), "CPU", {
-            "INFERENCE_PRECISION_HINT": _PRECISIONS[precision],
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": available_cpus(),
-            "CACHE_DIR": str(cache_dir() / "openvino"),  # compiled blobs, keyed by OpenVINO itself (version, CPU, settings)
-        })
+        config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": available_cpus()}
+        blobs = cache.root / "openvino"
+        if cache.probe(blobs):  # compiled blobs, keyed by OpenVINO itself (version, CPU, settings)
+            config["CACHE_DIR"] = str(blobs)
+        model = str(export.path) if export.model is None else core.read_model(export.model)
+        self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self.fingerprints = export.fingerprints
         self.remove_background = export.remove_background
