@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -123,8 +122,7 @@ def _onnx_bytes(stacked: StackedNetworks) -> bytes:
     axes.update({name: {0: "batch", 1: "height", 2: "width"} for name in outputs})
     example = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # instance norms export in their (eval-equivalent) training form: known
-        warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")
-        torch.onnx.export(stacked, (example,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=["pixels"], output_names=outputs, dynamic_axes=axes)
+    # its notes (deprecation, instance norms in training form) are the command's to filter, not the library's
+    torch.onnx.export(stacked, (example,), buffer, dynamo=False, opset_version=OPSET,
+                      input_names=["pixels"], output_names=outputs, dynamic_axes=axes)
     return buffer.getvalue()
