@@ -431,7 +431,7 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
     src.mkdir()
     drop = DropFolders([str(src)], out, settle=0.2, review=True)
     drop.start()
-    drop.plan([], RunSettings.decide(out, "cpu"))
+    drop.plan([], RunSettings.decide(out, "cpu"), checked=lambda job: True)
     got: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
     reader.start()

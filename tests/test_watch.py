@@ -192,9 +192,16 @@ def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weight
     src, out = tmp_path / "in", tmp_path / "out"
     done = make_image(src / "done.png", (64, 48), seed=0)
     changed = make_image(src / "sub" / "changed.png", (64, 48), seed=1)
+    cut = make_image(src / "cut.png", (64, 48), seed=3)
+    other = make_image(src / "other.png", (64, 48), seed=4)
     once = run_cli(str(src), "-o", str(out), "--keep-background", "--size", "processed", "--device", "cpu")
     assert once.returncode == 0, once.stderr
     done_written = (out / "done.png").stat().st_mtime_ns
+    # newer than their inputs, yet not done: a map cut short, and one made with other settings
+    whole = (out / "cut.png").read_bytes()
+    (out / "cut.png").write_bytes(whole[: len(whole) // 2])
+    again = run_cli(str(other), "-o", str(out), "--keep-background", "--size", "original", "--device", "cpu")
+    assert again.returncode == 0, again.stderr
     make_image(changed, (48, 64), seed=2)  # changed while no watch was running
     os.utime(changed, ns=(time.time_ns(), (out / "sub" / "changed.png").stat().st_mtime_ns + 10**9))
 
@@ -204,12 +211,15 @@ def test_first_scan_skips_done_redoes_changed_and_sigint_exits_0(run_cli, weight
         skipped = watch.wait_for(done)
         assert (skipped["status"], skipped["reason"]) == ("skipped", "already done"), skipped
         _assert_matches(segmentor_keep, changed, out / "sub" / "changed.png")
+        for redone in (cut, other):
+            assert watch.wait_for(redone)["status"] == "ok", redone
+            _assert_matches(segmentor_keep, redone, out / redone.name)
         code = watch.stop(signal.SIGINT)
     finally:
         watch.kill()
     stderr = "".join(watch.stderr)
     assert code == 0, stderr
-    assert "processed 1, skipped 1, failed 0" in stderr and "watching" in stderr, stderr
+    assert "processed 3, skipped 1, failed 0" in stderr and "watching" in stderr, stderr
     assert (out / "done.png").stat().st_mtime_ns == done_written
     for record in watch.records:
         assert_valid(record)

@@ -7,6 +7,7 @@ the inputs, starts its engine, turns jobs into outcomes and lets go; ``run.py`` 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TextIO
@@ -143,12 +144,25 @@ class WatchRunner(LocalRunner):
     def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:
         from animeface_seg.batch.display import shown
 
-        skipped, todo = self.drop.plan(jobs, settings)
+        skipped, todo = self.drop.plan(jobs, settings, self._resume_check(settings))
         for outcome in skipped:
             reporter.add(outcome)
         reporter.info(f"watching {', '.join(map(shown, self.request.inputs))} (settle {self.drop.settle:g} s); "
                       "Ctrl-C or SIGTERM stops")
         return self.drop.jobs(todo, on_job=reporter.processing, on_notice=reporter.info)
+
+    def _resume_check(self, settings: RunSettings) -> Callable[[Job], bool]:
+        """Whether a job's outputs are complete with this run's settings, by ``--skip-existing``'s rule (whole
+        files carrying the run's record), which the first scan applies on top of its newer-than-input rule."""
+        from animeface_seg.batch.stages import Stages
+
+        stages = Stages(self.segmentor, dataclasses.replace(settings, skip_existing=True))
+
+        def checked(job: Job) -> bool:
+            outcome = stages.begin(job)
+            return isinstance(outcome, Outcome) and outcome.status == "skipped"
+
+        return checked
 
     def close(self) -> None:
         self.drop.stop()

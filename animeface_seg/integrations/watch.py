@@ -66,12 +66,12 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
         return False
 
 
-def _done(job: Job, settings: RunSettings) -> bool:
+def _done(job: Job, settings: RunSettings, checked: Callable[[Job], bool]) -> bool:
     """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
-    and its videos)."""
+    and its videos), and ``checked`` finds them complete with the run's settings (``--skip-existing``'s rule)."""
     sets = frame_sets(job, settings) if job.clip else [settings.outputs(job)]
     sets = [files for files in [*(sets or ()), settings.videos(job) if job.clip and sets else {}] if files]
-    return bool(sets) and all(up_to_date(files, job.source) for files in sets)
+    return bool(sets) and all(up_to_date(files, job.source) for files in sets) and checked(job)
 
 
 @dataclass
@@ -194,8 +194,10 @@ class DropFolders:
         """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
         self._stop.set()
 
-    def plan(self, jobs: Iterable[Job], settings: RunSettings) -> tuple[list[Outcome], list[Job]]:
-        """Split the first scan into inputs already done with these settings (as skipped outcomes) and work.
+    def plan(self, jobs: Iterable[Job], settings: RunSettings,
+             checked: Callable[[Job], bool]) -> tuple[list[Outcome], list[Job]]:
+        """Split the first scan into inputs already done with these settings (as skipped outcomes) and work:
+        done when their outputs are newer than them and ``checked`` finds them whole with the run's settings.
 
         A file modified within the settle time, or empty, may still be being written: it is left
         to the watch, which hands it over once it has settled.
@@ -221,7 +223,7 @@ class DropFolders:
             else:
                 self._handed[real] = _stamp(st)
                 outputs = settings.outputs(job)
-                if _done(job, settings):
+                if _done(job, settings, checked):
                     skipped.append(Outcome(job, "skipped", outputs, reason=ALREADY_DONE))
                 else:
                     todo.append(job)
