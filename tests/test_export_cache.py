@@ -213,7 +213,8 @@ def test_a_checkpoint_replaced_in_place_gets_a_new_export(weights_dir, reference
 
 
 EXPORTER = """
-import contextlib, sys, time
+import contextlib, sys, time, warnings
+warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")  # as the command does
 from pathlib import Path
 from animeface_seg.engine.models.stacked import StackedNetworks
 from animeface_seg.engine.optimize import fold_batchnorm
