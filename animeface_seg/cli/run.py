@@ -60,13 +60,18 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         manifest = Manifest(request.output, warn=_warn) if request.mode != "ray" else None
         reporter = Reporter(None if watch else len(plan.jobs), json_lines=request.json_lines, quiet=request.quiet,
                             stdout=env.stdout, stderr=env.stderr, on_record=manifest and manifest.add)
-        jobs = []
+        jobs, settled = [], []
         for job in plan.jobs:
             early = early_outcome(job)
             if early is None:
                 jobs.append(job)
             else:
-                reporter.add(early)
+                settled.append(early)
+        # the Ray engine reports settled inputs itself, so that the manifest it keeps holds their records too
+        sent = plan.jobs if manifest is None and jobs else jobs
+        if sent is jobs:
+            for outcome in settled:
+                reporter.add(outcome)
         if not jobs and not watch:
             reporter.info(reporter.summary())
             if reporter.counts["error"]:
@@ -108,7 +113,7 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         reporter.info(line)
     with reporter, kept(manifest, periodic=watch):  # the manifest is written however the run ends
         try:
-            stop = consume(runner.outcomes(runner.source(jobs, settings, reporter), settings, reporter), reporter)
+            stop = consume(runner.outcomes(runner.source(sent, settings, reporter), settings, reporter), reporter)
         finally:
             runner.close()
     try:  # the review page, once the manifest is complete
