@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from animeface_seg.batch.naming import NEEDS_SOURCE, VIDEO_SUFFIXES, OutputKind
-from animeface_seg.batch.signature import KEY, Signature, _differences
+from animeface_seg.batch.signature import KEY, Signature, differences
 from animeface_seg.batch.tempfiles import locked_temp
 from animeface_seg.batch.writers import render
 from animeface_seg.engine.errors import EngineError
@@ -170,7 +170,7 @@ def video_stale_reason(paths: dict[OutputKind, Path], record: dict, frames: int)
         if not isinstance(found, dict):
             return f"{path.name} has no animeface-seg record (made by an older version or another tool)"
         if found != record:
-            return f"{path.name} was made with other settings: {_differences(found, record)}"
+            return f"{path.name} was made with other settings: {differences(found, record)}"
         if count != frames:
             return f"{path.name} holds {count} frame{'s' * (count != 1)}, this run writes {frames}"
     return None

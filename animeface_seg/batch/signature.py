@@ -82,7 +82,8 @@ def read(stream: BinaryIO) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _differences(found: dict, expected: dict) -> str:
+def differences(found: dict, expected: dict) -> str:
+    """The settings in which a record ``found`` differs from ``expected``, in words (PNG outputs and videos)."""
     names = {"unet": "UNet weights", "abg": "mask weights", "format": "output format version"}
     parts = []
     for key, value in expected.items():
@@ -114,5 +115,5 @@ def stale_reason(outputs: Mapping[object, PurePath], expected: Signature | None,
         if found is None:
             return f"{path.name} has no animeface-seg record (made by an older version or another tool)"
         if found != wanted:
-            return f"{path.name} was made with other settings: {_differences(found, wanted)}"
+            return f"{path.name} was made with other settings: {differences(found, wanted)}"
     return None
