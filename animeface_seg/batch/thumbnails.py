@@ -12,13 +12,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS, to_rgb_array
 from animeface_seg.engine.errors import ImageDecodeError
 from animeface_seg.engine.frames import open_frames
-from animeface_seg.engine.sniff import sniff
 
 #: The review page's own folder in OUT.
 REVIEW_FOLDER = ".animeface-seg-review"
@@ -59,11 +58,13 @@ def thumbnail(file: Path, out_dir: Path, *, exact_colours: bool = False,
 
 def _first_picture(file: Path, max_pixels: int) -> Image.Image | None:
     """The first picture of ``file`` (a still, an animation's or a video's first frame); ``None`` over ``max_pixels``."""
-    if sniff(file) == "video":
+    try:
+        image = Image.open(file)
+    except UnidentifiedImageError:  # no picture Pillow knows: a video, read by content
         with open_frames(file, max_pixels=max_pixels) as clip:
             frame = next(iter(clip), None)
         return None if frame is None else Image.fromarray(frame.image)
-    with Image.open(file) as image:
+    with image:
         if image.width * image.height > max_pixels:
             return None
         image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at a reduced scale
