@@ -337,6 +337,51 @@ def test_version_and_help():
         assert flag in help_text
 
 
+HELP_PANELS = {
+    "Inputs": ["INPUT", "--recursive", "--root", "--null"],
+    "Outputs": ["--output", "--keep-background", "--size", "--cutout", "--overlay", "--class-masks", "--layout",
+                "--review"],
+    "Videos and animated images": ["--frame-step", "--first-frame", "--encode"],
+    "Resume and safety": ["--skip-existing", "--max-pixels", "--memory-budget"],
+    "Speed and devices": ["--device", "--precision", "--runtime", "--batch-size", "--workers"],
+    "Weights": ["--unet", "--abg", "--weights-dir", "--fetch-weights"],
+    "Watch a folder": ["--watch", "--settle"],
+    "Scaling out (Ray)": ["--engine", "--ray-address", "--replicas", "--gpus-per-replica", "--s3-endpoint"],
+    "Reporting and help": ["--quiet", "--json", "--version", "--help"],
+}
+
+
+def test_help_lists_every_option_once_in_its_panel_within_80_columns():
+    """``--help`` (the real app, in-process, on an 80-column terminal) shows the panels in order, each holding
+    exactly its options, every option of the command in one panel, and no line wider than the terminal."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from animeface_seg.cli import app
+
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, [line for line in lines if len(line) > 80]
+    panels: dict[str, list[str]] = {}
+    for line in lines[lines.index("Inputs:"):]:
+        if line and not line.startswith(" "):
+            panels[line.rstrip(":")] = []
+        elif line.startswith("  ") and line[2] != " ":  # a row's first line: its names, then its help
+            names = line[2:].split("  ")[0]
+            last = list(panels)[-1]
+            panels[last] += ["INPUT"] if names.startswith("INPUT") else [
+                name for name in re.findall(r"(?<![\w|])--?[a-z0-9][\w-]*", names)
+                if name.startswith("--") and not name.startswith("--no-")]
+    assert panels == HELP_PANELS
+    command = typer.main.get_command(app)
+    declared = {max(param.opts, key=len) if param.param_type_name == "option" else "INPUT"
+                for param in command.get_params(command.make_context("animeface-seg", ["-o", "x", "in"]))}
+    assert declared == {name for names in HELP_PANELS.values() for name in names}
+
+
 def test_fetch_weights_locates_and_checks_both_files(run_cli, run_process, weights_dir, tmp_path):
     proc = run_cli("--fetch-weights")
     assert proc.returncode == 0, proc.stderr
