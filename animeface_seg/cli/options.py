@@ -154,7 +154,7 @@ EngineChoice = Annotated[Engine, typer.Option(
     "--engine", help="local: this process; ray: a Ray cluster (INPUT and OUT may then be s3:// or gs:// URIs; "
     "see docs/scaling.md).", case_sensitive=False, rich_help_panel=SCALING)]
 RayAddress = Annotated[Optional[str], typer.Option(
-    "--ray-address", metavar="ADDR", help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray "
+    "--ray-address", metavar="ADDR", help="Ray cluster to join [default: $RAY_ADDRESS, else start a local Ray "
     "instance].", show_default=False, rich_help_panel=SCALING)]
 Replicas = Annotated[Optional[int], typer.Option(
     "--replicas", min=1, metavar="N", help="Model actors [default: one per GPU, without GPUs one per CPU].",
