@@ -50,7 +50,7 @@ def done(run_cli, tmp_path_factory) -> tuple[Path, Path, list[str]]:
 def large(tmp_path_factory) -> tuple[Path, Signature]:
     """A noisy 800x600 output written by the command's PNG writer with a record: about 1.4 MB, so its
     later chunk headers lie far beyond the first read; the file and its signature."""
-    signature = Signature(size="original", keep_background=False, precision="fp32", unet="u" * 16, abg="m" * 16)
+    signature = Signature(size="original", remove_background=True, precision="fp32", unet="u" * 16, abg="m" * 16)
     path = tmp_path_factory.mktemp("large") / "large.png"
     pixels = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
     with open(path, "wb") as stream:
