@@ -17,7 +17,6 @@ from animeface_seg.batch.folders import OutputDirError, check_output_dir, remove
 from animeface_seg.batch.manifest import Manifest, kept
 from animeface_seg.batch.outcome import early_outcome
 from animeface_seg.batch.review import write_review
-from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.tempfiles import remove_stale_temp_files
 from animeface_seg.cli.consume import consume
 from animeface_seg.cli.exit_codes import ExitCode
@@ -57,7 +56,7 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
                                   "(find ... | animeface-seg - -o OUT)")
         plan = runner.plan(stdin)
         # every record kept in OUT's manifest (the Ray engine keeps its own)
-        manifest = Manifest(request.output, warn=_warn) if request.mode != "ray" else None
+        manifest = Manifest(request.spec.out_dir, warn=_warn) if request.mode != "ray" else None
         reporter = Reporter(None if watch else len(plan.jobs), json_lines=request.json_lines, quiet=request.quiet,
                             stdout=env.stdout, stderr=env.stderr, on_record=manifest and manifest.add)
         jobs, settled = [], []
@@ -78,9 +77,9 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
                 raise SetupFailed("nothing left to process: every input failed (see above); no network was loaded")
             runner.close()
             return ExitCode.OK
-        local_out = isinstance(request.output, Path)
-        created = check_output_dir(request.output) if local_out else []
-        stale = remove_stale_temp_files(request.output) if local_out else []
+        local_out = isinstance(request.spec.out_dir, Path)
+        created = check_output_dir(request.spec.out_dir) if local_out else []
+        stale = remove_stale_temp_files(request.spec.out_dir) if local_out else []
         try:
             runner.start()
         except BaseException:
@@ -97,16 +96,11 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         _close(runner)
         raise
 
-    settings = RunSettings.decide(request.output, runner.device_type, keep_background=request.keep_background,
-                                  cutout=request.cutout, overlay=request.overlay, class_masks=request.class_masks,
-                                  batch_size=request.batch_size,
-                                  workers=request.workers, skip_existing=request.skip_existing,
-                                  max_pixels=request.max_pixels, layout=request.layout,
-                                  memory_budget=request.memory_budget, frame_step=request.frame_step,
-                                  encode=request.encode)
-    reporter.info(f"device: {runner.description}; {len(jobs)} input(s) -> {shown(request.output)}")
+    settings = request.settings(runner.device_type)
+    reporter.info(f"device: {runner.description}; {len(jobs)} input(s) -> {shown(request.spec.out_dir)}")
     if stale:
-        reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.output)} by a run that was killed")
+        reporter.info(f"removed {len(stale)} temporary file(s) left in {shown(request.spec.out_dir)} "
+                      "by a run that was killed")
     for line in runner.start_warnings():
         _warn(line)
     for line in runner.notices():
@@ -117,8 +111,8 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         finally:
             runner.close()
     try:  # the review page, once the manifest is complete
-        if request.review:
-            reporter.info(write_review(request.output, warn=_warn))
+        if request.spec.review:
+            reporter.info(write_review(request.spec.out_dir, warn=_warn))
     except KeyboardInterrupt as exc:
         stop = stop or exc
     try:
