@@ -446,3 +446,22 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
     finally:
         drop.stop()
         reader.join(timeout=30)
+
+
+def test_output_spec_gives_a_clip_frames_videos_or_both_as_encode_says():
+    """One spec answers where each output of a job goes: a still's files whatever ``encode`` says; a clip's frame
+    folders, its videos (``<kind>_video``) or both, and each frame's files only where frames are written."""
+    out, kinds = Path("out"), (OutputKind.MAP, OutputKind.MASK)
+    clip, still = Job(Path("in/c.gif"), PurePath("a/c"), clip=True), Job(Path("in/s.png"), PurePath("s"))
+    frames, video, both = (OutputSpec(out, kinds, encode=encode) for encode in ("frames", "video", "both"))
+    assert frames.outputs(clip) == {OutputKind.MAP: out / "a/c", OutputKind.MASK: out / "a/c"}
+    assert video.outputs(clip) == {"map_video": out / "a/c.mkv", "mask_video": out / "a/c_mask.mkv"}
+    assert both.outputs(clip) == {**frames.outputs(clip), **video.outputs(clip)}
+    assert video.frame_outputs(clip, 7) == {} and frames.videos(clip) == {}
+    assert both.frame_outputs(clip, 7) == {OutputKind.MAP: out / "a/c/000007.png",
+                                           OutputKind.MASK: out / "a/c/000007_mask.png"}
+    for spec in (frames, video, both):
+        assert spec.outputs(still) == {OutputKind.MAP: out / "s.png", OutputKind.MASK: out / "s_mask.png"}
+    by_kind = OutputSpec(out, kinds, "by-kind", encode="both")
+    assert by_kind.frame_folders(clip) == {OutputKind.MAP: out / "maps/a/c", OutputKind.MASK: out / "masks/a/c"}
+    assert by_kind.videos(clip)[OutputKind.MASK] == out / "masks/a/c.mkv"
