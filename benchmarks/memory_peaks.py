@@ -86,7 +86,7 @@ def main() -> None:
             for name in args.combos:
                 extra = COMBOS[name]
                 peak = _peak(_command(folder, root / f"out-{size}-{len(rows)}", args.weights_dir, extra))
-                kinds = output_kinds("--keep-background" in extra, "--cutout" in extra, "--overlay" in extra,
+                kinds = output_kinds("--keep-background" not in extra, "--cutout" in extra, "--overlay" in extra,
                                      ("background", "hair", "eye", "mouth", "face", "skin", "clothes")
                                      if "--class-masks" in extra else ())
                 need = memory.estimate(width, height, "RGB", remove_background="--keep-background" not in extra,

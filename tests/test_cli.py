@@ -424,3 +424,52 @@ def test_runtime_is_named_on_the_device_line_and_a_missing_one_is_a_usage_error(
     assert "runtime openvino is not installed: pip install 'animeface-seg[openvino]'" in missing.stderr
     wrong = run_cli(str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--device", "cpu", "--runtime", "onnx")
     assert wrong.returncode == 2 and "--runtime auto|torch|reference|onnxruntime|openvino" in wrong.stderr
+
+
+def test_contradicting_flags_are_refused_in_one_fixed_order_before_anything_loads(run_cli, tmp_path):
+    """With several problems at once the first in the flags module's order is the one error line (exit 2),
+    as it always was; nothing is made."""
+    make_image(tmp_path / "in" / "a.png", (32, 32))
+    src, out = str(tmp_path / "in"), str(tmp_path / "out")
+    cases = [
+        ([src, "-o", out, "--class-masks", "nose", "--fetch-weights"], "--class-masks: "),
+        ([src, "--keep-background", "--cutout"], "no output folder given: add -o OUT"),
+        ([src, "-o", out, "--keep-background", "--cutout", "-0", "--settle", "1"], "--cutout needs the character mask"),
+        ([src, "-o", out, "-0", "--root", str(tmp_path / "nowhere")], "-0 (--null) describes the list"),
+        ([src, "-o", out, "--root", str(tmp_path / "nowhere"), "--settle", "1"], "--root "),
+        ([src, "-o", out, "--settle", "1", "--first-frame", "--encode", "video"], "--settle only applies with --watch"),
+        ([src, "-o", out, "--first-frame", "--encode", "video", "--frame-step", "2"], "--encode makes videos of clips"),
+        ([src, "-o", out, "--first-frame", "--frame-step", "2", "--memory-budget", "lots"], "--frame-step picks frames"),
+        ([src, "-o", out, "--memory-budget", "lots"], "--memory-budget: "),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"animeface-seg: error: {message}"), (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists(), (args, proc.stderr)
+
+
+def test_keep_background_reaches_the_engine_once_as_remove_background_false(weights_dir, cached_factory, tmp_path):
+    """``--keep-background`` is translated once: the segmentor is built with ``remove_background=False``, no
+    mask is planned or written, and the outputs' record says the background was kept."""
+    from typer.testing import CliRunner
+
+    from animeface_seg.batch.signature import read
+    from animeface_seg.cli import Environment, app
+
+    calls: list[dict] = []
+
+    def factory(**options):
+        calls.append(options)
+        return cached_factory(**options)
+
+    make_image(tmp_path / "in" / "a.png", (48, 40))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / "in"), "-o", str(out), "--keep-background", "--layout", "by-kind",
+                                      "--device", "cpu", "--weights-dir", str(weights_dir)],
+                                obj=Environment(segmentor_factory=factory), catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert [options["remove_background"] for options in calls] == [False]
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*.png")) == ["maps/a.png"]
+    with open(out / "maps" / "a.png", "rb") as stream:
+        assert read(stream)["keep_background"] is True

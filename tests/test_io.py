@@ -19,7 +19,9 @@ from animeface_seg.batch.discovery import (
     read_path_list,
 )
 from animeface_seg.batch.naming import Layout, OutputKind
-from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
+from animeface_seg.batch.name_rule import NameRule
+from animeface_seg.batch.plan import Plan, PlanError, check, make_plan
+from animeface_seg.batch.spec import OutputSpec
 
 
 def tiny_png() -> bytes:
@@ -126,7 +128,7 @@ def test_outputs_inside_the_input_folder_are_not_taken_and_named_ones_are_refuse
     # Named explicitly, a file inside OUT is a job; the plan refuses it (outputs could replace it).
     assert relatives(discover([str(src / "a.png"), str(out / "a_mask.png")], out)) == ["a", "a_mask"]
     with pytest.raises(PlanError) as raised:
-        make_plan([str(src / "a.png"), str(out / "a_mask.png")], out, [OutputKind.MAP])
+        make_plan([str(src / "a.png"), str(out / "a_mask.png")], OutputSpec(out, (OutputKind.MAP,)))
     assert raised.value.conflicts == [
         f"{out / 'a_mask.png'} is inside the output folder {out}; outputs written there could replace it",
         f"{out / 'a_mask.png'}: the map of {out / 'a_mask.png'} would overwrite an input (the same file)",
@@ -234,13 +236,13 @@ def test_empty_stdin_list_is_reported() -> None:
 def conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), names: NameRule = NameRule(),
               layout: Layout = Layout.MIRROR) -> list[str]:
     """The plan's conflict lines for these jobs."""
-    return [text for text, _ in check(Plan(jobs, out, tuple(kinds), layout, names))]
+    return [text for text, _ in check(Plan(jobs, OutputSpec(out, tuple(kinds), layout), names))]
 
 
 def test_same_name_with_different_extensions_collides(src: Path, out: Path) -> None:
     touch(src, "x.jpg", "x.png", "y.png")
     with pytest.raises(PlanError) as raised:
-        make_plan([str(src)], out, [OutputKind.MAP])
+        make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,)))
     message = str(raised.value)
     assert f"{out / 'x.png'}: the map of {src / 'x.jpg'} and the map of {src / 'x.png'}" in message
     assert "rename" in message
@@ -294,19 +296,19 @@ def test_existing_folder_or_file_in_the_way_is_a_conflict(tmp_path: Path, out: P
 
 def test_same_name_in_different_folders_does_not_collide(src: Path, out: Path) -> None:
     touch(src, "a/x.png", "b/x.png")
-    assert relatives(make_plan([str(src)], out, [OutputKind.MAP]).jobs) == ["a/x", "b/x"]
+    assert relatives(make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,))).jobs) == ["a/x", "b/x"]
 
 
 def test_same_name_from_two_folders_given_separately_collides(tmp_path: Path, out: Path) -> None:
     touch(tmp_path, "one/x.png", "two/x.png")
     with pytest.raises(PlanError, match="common parent folder"):
-        make_plan([str(tmp_path / "one"), str(tmp_path / "two")], out, [OutputKind.MAP])
+        make_plan([str(tmp_path / "one"), str(tmp_path / "two")], OutputSpec(out, (OutputKind.MAP,)))
 
 
 def test_conflict_message_is_capped() -> None:
     jobs = [Job(Path(f"{i}{ext}"), PurePath(str(i))) for i in range(12) for ext in (".png", ".jpg")]
     with pytest.raises(PlanError) as raised:
-        raise PlanError(check(Plan(jobs, Path("out"), (OutputKind.MAP,))))
+        raise PlanError(check(Plan(jobs, OutputSpec(Path("out"), (OutputKind.MAP,)))))
     message = str(raised.value)
     assert "  out/9.png: the map of 9.png and the map of 9.jpg" in message
     assert "10.png" not in message
@@ -315,16 +317,16 @@ def test_conflict_message_is_capped() -> None:
 
 def test_job_outputs_naming() -> None:
     job = Job(Path("input/a/b.jpg"), PurePath("a/b"))
-    assert job.outputs(Path("out"), ["map", "mask", "cutout", "overlay"]) == {
+    assert OutputSpec(Path("out"), ("map", "mask", "cutout", "overlay")).outputs(job) == {
         "map": Path("out/a/b.png"),
         "mask": Path("out/a/b_mask.png"),
         "cutout": Path("out/a/b_cutout.png"),
         "overlay": Path("out/a/b_overlay.png"),
     }
-    assert Job(Path("v1.2.png"), PurePath("v1.2")).outputs(Path("out"), ["mask"]) == {
+    assert OutputSpec(Path("out"), ("mask",)).outputs(Job(Path("v1.2.png"), PurePath("v1.2"))) == {
         "mask": Path("out/v1.2_mask.png")
     }
-    assert job.outputs(Path("out"), ["map", "mask", "cutout", "overlay"], Layout.BY_KIND) == {
+    assert OutputSpec(Path("out"), ("map", "mask", "cutout", "overlay"), Layout.BY_KIND).outputs(job) == {
         "map": Path("out/maps/a/b.png"),
         "mask": Path("out/masks/a/b.png"),
         "cutout": Path("out/cutouts/a/b.png"),

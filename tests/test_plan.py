@@ -14,7 +14,9 @@ from PIL import Image
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind
-from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
+from animeface_seg.batch.name_rule import NameRule
+from animeface_seg.batch.plan import Plan, PlanError, check, make_plan
+from animeface_seg.batch.spec import OutputSpec
 from conftest import make_image, make_video
 
 
@@ -250,7 +252,7 @@ def animated_gif(path: Path, frames: int = 2) -> Path:
 
 def clip_conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), layout: Layout = Layout.MIRROR) -> list[str]:
     """The plan's conflict lines for these jobs (names compared exactly)."""
-    return [text for text, _ in check(Plan(jobs, out, tuple(kinds), layout, NameRule()))]
+    return [text for text, _ in check(Plan(jobs, OutputSpec(out, tuple(kinds), layout), NameRule()))]
 
 
 def test_a_clip_beside_a_folder_of_the_same_name_is_refused_before_the_networks_load(recorded_run, tmp_path):
@@ -287,16 +289,16 @@ def test_the_plan_marks_clips_from_headers_whatever_the_name(tmp_path):
     (src / "gif.png").write_bytes((tmp_path / "gif.gif").read_bytes())
     make_video(src / "video.jpg")
     (src / "one.webm").write_bytes(animated_gif(tmp_path / "one.gif", frames=1).read_bytes())
-    plan = make_plan([str(src), str(src / "missing.mov")], out, [OutputKind.MAP, OutputKind.MASK])
+    plan = make_plan([str(src), str(src / "missing.mov")], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
     assert {job.source.name: (job.clip, job.video) for job in plan.jobs} == {
         "anim.gif": (True, False), "movie.mkv": (True, True), "photo.png": (False, False),
         "still.gif": (False, False), "lying.webp": (True, False), "gif.png": (True, False),
         "video.jpg": (True, True), "one.webm": (False, False), "missing.mov": (False, False)}
-    assert plan.jobs[0].frame_folders(out, plan.kinds, plan.layout) == {
+    assert plan.spec.frame_folders(plan.jobs[0]) == {
         OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
     # one picture per file: nothing is a clip (a video is still read as one), so a still GIF and a video
     # of one name do collide
-    firsts = make_plan([str(src)], out, [OutputKind.MAP], clips=False).jobs
+    firsts = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,), first_frame=True)).jobs
     assert not any(job.clip for job in firsts)
     assert [job.source.name for job in firsts if job.video] == ["movie.mkv", "video.jpg"]
 
@@ -305,7 +307,7 @@ def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "clip.gif", frames=1)
     make_video(src / "clip.mp4")
-    plan = make_plan([str(src)], out, [OutputKind.MAP, OutputKind.MASK])
+    plan = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
     assert [(job.source.name, job.clip) for job in plan.jobs] == [("clip.gif", False), ("clip.mp4", True)]
 
 
@@ -400,17 +402,17 @@ def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_
     assert "drop --review" in result.stderr and "fine" not in result.stderr
     assert calls == [] and files_under(tmp_path) == before and not out.exists()
     # Without --review the page's names are free; the manifest's never are.
-    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], out, [OutputKind.MAP])
+    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], OutputSpec(out, (OutputKind.MAP,)))
     assert len(plan.jobs) == 2
     with pytest.raises(PlanError, match="the manifest of OUT goes there"):
-        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], out, [OutputKind.MAP])
+        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], OutputSpec(out, (OutputKind.MAP,)))
 
 
 def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_path):
     out = tmp_path / "out"
     jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), clip=True),
             Job(tmp_path / "x.png", PurePath("Animeface-Seg-Manifest.JSONL/x"))]
-    folding = Plan(jobs, out, (OutputKind.MAP,), names=NameRule(folds_case=True), review=True)
+    folding = Plan(jobs, OutputSpec(out, (OutputKind.MAP,), review=True), names=NameRule(folds_case=True))
     assert [text for text, _ in check(folding)] == [
         f"{out / 'INDEX.HTML'}: the frames of {tmp_path / 'INDEX.HTML.gif'}, but the review page (--review) goes there",
         (f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
@@ -424,14 +426,14 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
     import queue
     import threading
 
-    from animeface_seg.batch.settings import RunSettings
+    from animeface_seg.batch.settings import output_kinds
     from animeface_seg.integrations.watch import DropFolders
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    drop = DropFolders([str(src)], out, settle=0.2, review=True)
+    drop = DropFolders([str(src)], OutputSpec(out, output_kinds(), review=True), settle=0.2)
     drop.start()
-    drop.plan([], RunSettings.decide(out, "cpu"), checked=lambda job: True)
+    drop.plan([], checked=lambda job: True)
     got: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
     reader.start()
@@ -444,3 +446,22 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
     finally:
         drop.stop()
         reader.join(timeout=30)
+
+
+def test_output_spec_gives_a_clip_frames_videos_or_both_as_encode_says():
+    """One spec answers where each output of a job goes: a still's files whatever ``encode`` says; a clip's frame
+    folders, its videos (``<kind>_video``) or both, and each frame's files only where frames are written."""
+    out, kinds = Path("out"), (OutputKind.MAP, OutputKind.MASK)
+    clip, still = Job(Path("in/c.gif"), PurePath("a/c"), clip=True), Job(Path("in/s.png"), PurePath("s"))
+    frames, video, both = (OutputSpec(out, kinds, encode=encode) for encode in ("frames", "video", "both"))
+    assert frames.outputs(clip) == {OutputKind.MAP: out / "a/c", OutputKind.MASK: out / "a/c"}
+    assert video.outputs(clip) == {"map_video": out / "a/c.mkv", "mask_video": out / "a/c_mask.mkv"}
+    assert both.outputs(clip) == {**frames.outputs(clip), **video.outputs(clip)}
+    assert video.frame_outputs(clip, 7) == {} and frames.videos(clip) == {}
+    assert both.frame_outputs(clip, 7) == {OutputKind.MAP: out / "a/c/000007.png",
+                                           OutputKind.MASK: out / "a/c/000007_mask.png"}
+    for spec in (frames, video, both):
+        assert spec.outputs(still) == {OutputKind.MAP: out / "s.png", OutputKind.MASK: out / "s_mask.png"}
+    by_kind = OutputSpec(out, kinds, "by-kind", encode="both")
+    assert by_kind.frame_folders(clip) == {OutputKind.MAP: out / "maps/a/c", OutputKind.MASK: out / "masks/a/c"}
+    assert by_kind.videos(clip)[OutputKind.MASK] == out / "masks/a/c.mkv"

@@ -50,7 +50,7 @@ def done(run_cli, tmp_path_factory) -> tuple[Path, Path, list[str]]:
 def large(tmp_path_factory) -> tuple[Path, Signature]:
     """A noisy 800x600 output written by the command's PNG writer with a record: about 1.4 MB, so its
     later chunk headers lie far beyond the first read; the file and its signature."""
-    signature = Signature(size="original", keep_background=False, precision="fp32", unet="u" * 16, abg="m" * 16)
+    signature = Signature(size="original", remove_background=True, precision="fp32", unet="u" * 16, abg="m" * 16)
     path = tmp_path_factory.mktemp("large") / "large.png"
     pixels = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
     with open(path, "wb") as stream:
@@ -185,3 +185,19 @@ def test_skip_existing_remakes_a_clip_frame_cut_short(run_cli, tmp_path):
     assert record["reason"] == "resumed: 2 frames already done, 1 made", record
     assert {path.name: path.read_bytes() for path in (out / "anim").glob("*.png")} == before
     assert {name: (out / "anim" / name).stat().st_mtime_ns for name in kept} == kept
+
+
+def test_the_record_stores_the_background_choice_under_its_old_key_and_wording():
+    """Python says ``remove_background``; the record written into every PNG (and a video's) keeps the key and
+    meaning outputs of earlier versions carry, so their resume still matches: text compared byte for byte."""
+    from animeface_seg.batch.encode import video_record
+    from animeface_seg.batch.signature import differences
+
+    removed = Signature(size="original", remove_background=True, precision="fp32", unet="u" * 16, abg="m" * 16)
+    assert removed.to_text() == (
+        '{"abg": "mmmmmmmmmmmmmmmm", "format": 1, "keep_background": false, "layout": "mirror", '
+        '"precision": "fp32", "size": "original", "unet": "uuuuuuuuuuuuuuuu"}')
+    kept = Signature(size="original", remove_background=False, precision="fp32", unet="u" * 16, abg=None)
+    assert list(kept.record()) == ["size", "keep_background", "precision", "unet", "abg", "layout", "format"]
+    assert video_record(kept, 3)["keep_background"] is True
+    assert differences(removed.record(), kept.record()) == "keep_background False (now True), other mask weights"

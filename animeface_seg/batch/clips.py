@@ -20,7 +20,7 @@ from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.encode import ClipEncoder
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
-from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.engine.frames import ClipInfo, open_frames, video_packets
 from animeface_seg.engine.segmentor import Segmentation
 
@@ -48,10 +48,10 @@ def planned_frames(job: Job, step: int) -> tuple[ClipInfo, range] | None:
     return (info, range(1, count + 1, step)) if count else None
 
 
-def frame_sets(job: Job, settings: RunSettings) -> list[dict[OutputKind, Path]] | None:
-    """The files of every frame a run with ``settings`` writes for the clip ``job`` (``planned_frames``)."""
-    planned = planned_frames(job, settings.frame_step)
-    return None if planned is None else [settings.frame_outputs(job, number) for number in planned[1]]
+def frame_sets(job: Job, spec: OutputSpec) -> list[dict[OutputKind, Path]] | None:
+    """The files of every frame a run with ``spec`` writes for the clip ``job`` (``planned_frames``)."""
+    planned = planned_frames(job, spec.frame_step)
+    return None if planned is None else [spec.frame_outputs(job, number) for number in planned[1]]
 
 
 def _frames(count: int) -> str:

@@ -1,4 +1,4 @@
-"""Which files to process, and where each one's outputs go under OUT.
+"""Which files to process, and each one's place under OUT (``Job.relative``; ``OutputSpec`` names its files).
 
 INPUT arguments (files, folders, ``-`` for a list of paths on stdin) become ``Job``s, exactly one
 per name: to process, to skip with a reason (the same file or folder reached by another name), or
@@ -21,7 +21,6 @@ from pathlib import Path, PurePath
 from typing import BinaryIO, TextIO
 
 from animeface_seg.batch.display import shown
-from animeface_seg.batch.naming import Layout, OutputKind, clip_folders, output_paths
 from animeface_seg.engine.frames import VIDEO_EXTENSIONS
 
 #: Extensions taken when walking a folder, compared lower-cased; a file named explicitly is taken regardless.
@@ -58,16 +57,6 @@ class Job:
     def runnable(self) -> bool:
         """Whether the job is to be processed (neither failed nor skipped already)."""
         return self.error is None and self.skip_reason is None
-
-    def outputs(self, out_dir: Path, kinds: Sequence[OutputKind],
-                layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
-        """Output paths for the requested kinds, e.g. ``out/a/b_mask.png`` (see ``naming.py``)."""
-        return output_paths(out_dir, self.relative, kinds, layout)
-
-    def frame_folders(self, out_dir: Path, kinds: Sequence[OutputKind],
-                      layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
-        """The folder of each kind's frames when the job is a clip, e.g. ``out/a/clip`` (see ``naming.py``)."""
-        return clip_folders(out_dir, self.relative, kinds, layout)
 
 
 class InputError(Exception):

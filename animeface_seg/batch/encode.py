@@ -18,7 +18,6 @@ import json
 import os
 import threading
 from contextlib import ExitStack
-from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
@@ -49,7 +48,7 @@ class FrameSizeChange(EngineError):
 
 def video_record(signature: Signature, frame_step: int) -> dict:
     """What a clip's videos are made with: the settings record of its frames and the frame selection."""
-    return {**asdict(signature), "frame_step": frame_step}
+    return {**signature.record(), "frame_step": frame_step}
 
 
 class ClipEncoder:

@@ -129,7 +129,7 @@ class _Run:
             self.events.put(("ended", self.stages.failed(work, exc, "read")))
             return
         self.clips.add(tally)
-        self.events.put(("opened", work.job, selected_frames(tally.info, self.stages.settings.frame_step)))
+        self.events.put(("opened", work.job, selected_frames(tally.info, self.stages.spec.frame_step)))
         failure = None
         with clip:
             items = self.stages.clip_items(clip, tally)

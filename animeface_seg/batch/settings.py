@@ -1,20 +1,17 @@
-"""The settings of one batch run, decided once and passed down to every stage and front-end."""
+"""The settings of one batch run (its output spec and how hard to work), decided once and passed down to every
+stage and front-end."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from pathlib import Path
 
-from animeface_seg.batch.naming import CLASS_KINDS, Layout, OutputKind, clip_video_paths, frame_output_paths
+from animeface_seg.batch.naming import CLASS_KINDS, OutputKind
+from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 from animeface_seg.engine.memory import Budget
 from animeface_seg.engine.palette import class_index
-
-if TYPE_CHECKING:
-    from animeface_seg.batch.discovery import Job
 
 #: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
 #: so a live source (a watched folder) never leaves an image stuck in a half-full batch.
@@ -31,12 +28,12 @@ def default_workers(device_type: str) -> int:
     return min(8, cores) if device_type == "cuda" else max(1, min(2, cores - 1))
 
 
-def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False,
+def output_kinds(remove_background: bool = True, cutout: bool = False, overlay: bool = False,
                  class_masks: Iterable[str] = ()) -> tuple[OutputKind, ...]:
-    """What a run writes: the map, the mask unless the background is kept, the optional extras, and
+    """What a run writes: the map, the mask when the background is removed, the optional extras, and
     one mask per class named in ``class_masks`` (``palette.CLASS_NAMES``; see ``palette.select_classes``)."""
     kinds = [OutputKind.MAP]
-    if not keep_background:
+    if remove_background:
         kinds.append(OutputKind.MASK)
     if cutout:
         kinds.append(OutputKind.CUTOUT)
@@ -48,32 +45,22 @@ def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: b
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What to write, where, and how hard to work; build it with ``decide``."""
+    """What to write (the output ``spec``) and how hard to work; build it with ``decide``."""
 
-    out_dir: Path
-    kinds: tuple[OutputKind, ...]
+    spec: OutputSpec
     batch_size: int
     workers: int
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_after: float = DEFAULT_FLUSH_AFTER
-    layout: Layout = Layout.MIRROR
     memory_budget: Budget | None = None
     """Most memory one image (or one network batch) may take; larger images are refused before decoding
     (``engine/memory.py``). ``None``: the machine's default, measured where the work runs (``stages.py``)."""
-    frame_step: int = 1
-    """Take every ``frame_step``-th frame of a clip (frames keep their numbers in the source). Not part of an
-    output's settings record: it decides which frames are written, never their pixels."""
-    encode: str = "frames"
-    """What a clip gives: ``frames`` (a folder of PNGs per kind), ``video`` (one encoded video per kind,
-    ``batch/encode.py``) or ``both``."""
 
     @classmethod
-    def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
-               overlay: bool = False, class_masks: Iterable[str] = (), batch_size: int | None = None,
-               workers: int | None = None, skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR,
-               memory_budget: int | None = None, frame_step: int = 1, encode: str = "frames") -> RunSettings:
+    def decide(cls, spec: OutputSpec, device_type: str, *, batch_size: int | None = None, workers: int | None = None,
+               skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               flush_after: float = DEFAULT_FLUSH_AFTER, memory_budget: int | None = None) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
 
         ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the default of the machine
@@ -83,39 +70,11 @@ class RunSettings:
         from animeface_seg.engine.memory import fixed_budget
 
         return cls(
-            out_dir=out_dir,
-            kinds=output_kinds(keep_background, cutout, overlay, class_masks),
+            spec=spec,
             batch_size=max(1, batch_size or default_batch_size(device_type)),
             workers=max(1, workers or default_workers(device_type)),
             skip_existing=skip_existing,
             max_pixels=max_pixels,
             flush_after=flush_after,
-            layout=Layout(layout),
             memory_budget=None if memory_budget is None else fixed_budget(memory_budget),
-            frame_step=max(1, frame_step),
-            encode=encode,
         )
-
-    def outputs(self, job: Job) -> dict[OutputKind | str, Path]:
-        """Where ``job``'s outputs go with these settings (kinds, OUT, layout): what every stage uses.
-        A clip's are its frame folders (``frame_outputs`` names each frame's files) and, when encoded,
-        its videos under ``<kind>_video`` (``map_video``, ``mask_video``, ...)."""
-        if not job.clip:
-            return job.outputs(self.out_dir, self.kinds, self.layout)
-        outputs: dict[OutputKind | str, Path] = {}
-        if self.encode != "video":
-            outputs.update(job.frame_folders(self.out_dir, self.kinds, self.layout))
-        outputs.update({f"{kind}_video": path for kind, path in self.videos(job).items()})
-        return outputs
-
-    def frame_outputs(self, job: Job, number: int) -> dict[OutputKind, Path]:
-        """The files of frame ``number`` of the clip ``job`` (none when only videos are written)."""
-        if self.encode == "video":
-            return {}
-        return frame_output_paths(self.out_dir, job.relative, self.kinds, self.layout, number)
-
-    def videos(self, job: Job) -> dict[OutputKind, Path]:
-        """The encoded video of each kind for the clip ``job`` (none unless ``encode`` asks for them)."""
-        if self.encode == "frames":
-            return {}
-        return clip_video_paths(self.out_dir, job.relative, self.kinds, self.layout)

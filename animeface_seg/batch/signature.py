@@ -1,7 +1,7 @@
 """What an output was made with, recorded in the PNG itself, so a resume trusts only matching outputs.
 
 Every PNG a run writes carries a text chunk ``animeface-seg`` holding a JSON object: the
-output format version, the size mode, whether the background was kept, the precision, a
+output format version, the size mode, whether the background was kept (``KEEP_BACKGROUND_KEY``), the precision, a
 fingerprint of each network's weights and the output layout. ``--skip-existing`` skips an
 input only when all its outputs exist, are whole PNGs (``pngcheck``: the chunks walk to an IEND
 that ends the file) and carry the run's own record; otherwise it is processed again, and
@@ -27,6 +27,9 @@ from animeface_seg.engine.segmentor import Segmentor
 KEY = "animeface-seg"
 #: Version of the output files' format; raise it when the same settings would give different files.
 FORMAT_VERSION = 1
+#: The record's key for the background choice: stored as "the background was kept" (``not remove_background``),
+#: as every output and manifest written so far holds it; renaming or flipping it would make every resume redo all.
+KEEP_BACKGROUND_KEY = "keep_background"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Signature:
     """The settings and weights that decide an output's pixels."""
 
     size: str
-    keep_background: bool
+    remove_background: bool
     precision: str
     unet: str
     abg: str | None
@@ -46,16 +49,26 @@ class Signature:
         """The signature of what ``segmentor`` writes with this output ``layout``."""
         return cls(
             size=segmentor.output_size,
-            keep_background=not segmentor.remove_background,
+            remove_background=segmentor.remove_background,
             precision=segmentor.precision,
             unet=segmentor.fingerprints["unet"],
             abg=segmentor.fingerprints["abg"],
             layout=Layout(layout).value,  # the name, as the record stores it and messages quote it
         )
 
+    def record(self) -> dict:
+        """The record as stored (and compared), its keys in this order: the fields, with the background choice
+        under ``KEEP_BACKGROUND_KEY``."""
+        record = {}
+        for name, value in asdict(self).items():
+            if name == "remove_background":
+                name, value = KEEP_BACKGROUND_KEY, not value
+            record[name] = value
+        return record
+
     def to_text(self) -> str:
         """The JSON text stored in each output."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.record(), sort_keys=True)
 
     def png_info(self) -> PngInfo:
         """The text chunk to save with each output PNG."""
@@ -103,7 +116,7 @@ def stale_reason(outputs: Mapping[object, PurePath], expected: Signature | None,
             return f"{path.name} is missing"
     if expected is None:
         return None
-    wanted = asdict(expected)
+    wanted = expected.record()
     for path in outputs.values():
         try:
             with store.open(path) as stream:

@@ -10,7 +10,7 @@ writes with its own files; the clip's ``ClipTally`` (``clips.py``) gives its one
 failure of one input, of any kind, becomes that input's ``error`` outcome, never an exception
 that stops the others. The local pipeline and the watch mode call these from their threads
 (``pipeline.py``), the Ray actors in line (``integrations/ray/actor.py``; they take no clips).
-Outputs are always ``RunSettings.outputs(job)`` (a clip's frames ``RunSettings.frame_outputs``),
+Outputs are always ``OutputSpec.outputs(job)`` (a clip's frames ``OutputSpec.frame_outputs``),
 and the default memory budget is measured where the stages run.
 """
 
@@ -75,23 +75,24 @@ class Stages:
     def __init__(self, segmentor: Segmentor, settings: RunSettings, store: OutputStore = LOCAL) -> None:
         self.segmentor = segmentor
         self.settings = settings
+        self.spec = settings.spec
         self.store = store
-        self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
-        self.signature = Signature.of(segmentor, layout=settings.layout)
+        self.keep_source = any(kind in NEEDS_SOURCE for kind in self.spec.kinds)
+        self.signature = Signature.of(segmentor, layout=self.spec.layout)
         self.png_info = self.signature.png_info()
-        self.video_record = video_record(self.signature, settings.frame_step)
+        self.video_record = video_record(self.signature, self.spec.frame_step)
         device_type, _, index = segmentor.device_name.partition(":")
         self.device_type = device_type
         self.budget = settings.memory_budget or memory.machine_budget(device_type, int(index) if index else None)
         self._estimate = functools.partial(
             memory.estimate, device_type=device_type, remove_background=segmentor.remove_background,
-            output_size=segmentor.output_size, kinds=settings.kinds)
+            output_size=segmentor.output_size, kinds=self.spec.kinds)
         self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
         self.before_frame = functools.partial(memory.check, budget=self.budget, estimate=self._estimate)
 
     def begin(self, job: Job) -> Outcome | Work:
         """The job's outcome when it needs no decoding (failed, skipped, already done), else its ``Work``."""
-        outputs = self.settings.outputs(job)
+        outputs = self.spec.outputs(job)
         early = early_outcome(job)
         if early is not None:
             return early
@@ -119,16 +120,16 @@ class Stages:
         without decoding: every frame it has (``planned_frames``) and its videos (``--encode``: their record,
         and as many frames as this run writes); else its ``Work``, saying why its videos are made again (a
         clip whose frames cannot be counted so is opened: the decoding thread checks them one by one)."""
-        planned = planned_frames(job, self.settings.frame_step)
+        planned = planned_frames(job, self.spec.frame_step)
         if planned is None:
             return Work(job, outputs)
         info, numbers = planned
-        videos = self.settings.videos(job)
+        videos = self.spec.videos(job)
         reason = video_stale_reason(videos, self.video_record, len(numbers)) if videos else None
         if reason is not None:
             return Work(job, outputs, reason if any(path.is_file() for path in videos.values()) else None)
-        if self.settings.encode != "video" and any(
-                stale_reason(self.settings.frame_outputs(job, number), self.signature, self.store)
+        if self.spec.frame_files and any(
+                stale_reason(self.spec.frame_outputs(job, number), self.signature, self.store)
                 for number in numbers):
             return Work(job, outputs)
         return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(numbers), fps=info.fps,
@@ -152,18 +153,18 @@ class Stages:
     def open_clip(self, work: Work) -> tuple[Clip, ClipTally]:
         """Open a clip's file (its header only) for ``clip_items``, with the tally of its frames; raises."""
         clip = open_frames(work.job.source, max_pixels=self.settings.max_pixels, before_load=self.before_frame,
-                           step=self.settings.frame_step)
-        videos = self.settings.videos(work.job)
+                           step=self.spec.frame_step)
+        videos = self.spec.videos(work.job)
         encoder = ClipEncoder(videos, clip.info.fps, self.video_record) if videos else None
         return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder,
-                               frame_files=self.settings.encode != "video")
+                               frame_files=self.spec.frame_files)
 
     def clip_items(self, clip: Clip, tally: ClipTally) -> Iterator[Decoded | None]:
         """Decode the clip's frames one at a time, each ready for the networks with its own files; ``None``
         for a frame whose files are complete already (``--skip-existing``: decoded through, never segmented).
         Raises ``ClipDecodeError`` where a frame cannot be decoded."""
         for frame in clip:
-            outputs = self.settings.frame_outputs(tally.job, frame.number)
+            outputs = self.spec.frame_outputs(tally.job, frame.number)
             if self.settings.skip_existing and tally.encoder is None:  # a video needs every frame segmented
                 reason = self._stale(outputs)
                 if reason is None:

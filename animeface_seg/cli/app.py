@@ -11,13 +11,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import typer
 
-from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout
-from animeface_seg.engine.palette import select_classes
 from animeface_seg.cli import options
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
@@ -132,65 +131,27 @@ def command(
     fetch_weights: options.FetchWeights = False,
     version: options.Version = None,
 ) -> None:
+    """Check the flags (``flags.py``), then run the request they make; every refusal is one error line."""
+    flags = SimpleNamespace(**{name: value for name, value in locals().items() if name != "ctx"})
     env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
-    classes = _class_names(class_masks)
-    from animeface_seg.engine.errors import EngineError
     from animeface_seg.batch.discovery import InputError
+    from animeface_seg.cli.flags import FlagError, class_names, run_request
+    from animeface_seg.engine.errors import EngineError
 
     try:
+        classes = class_names(class_masks)
         if fetch_weights:
             _fetch_weights(unet, abg, weights_dir)
             raise typer.Exit(ExitCode.OK)
-        if not inputs:
-            raise _fail("no INPUT given. Try: animeface-seg input/ -o out/  (see --help)")
-        if output_name is None:
-            raise _fail("no output folder given: add -o OUT")
-        if not output_name:
-            raise _fail("-o is empty: name the output folder (use -o . for the current folder)")
-        output = _output_location(output_name, inputs, engine)
-        if isinstance(output, Path) and output.exists() and not output.is_dir():
-            raise _fail(f"-o {shown(output)} exists and is not a folder")
-        if keep_background and cutout:
-            raise _fail("--cutout needs the character mask, which --keep-background does not compute "
-                        "(the cutout would be the whole picture): drop one of the two")
-        if null and "-" not in inputs:
-            raise _fail("-0 (--null) describes the list read from standard input: add - to the INPUTs")
-        if root is not None and not root.is_dir():
-            raise _fail(f"--root {shown(root)} is not a folder")
-        if settle is not None and not watch:
-            raise _fail("--settle only applies with --watch")
-        if watch and engine is Engine.ray:
-            raise _fail("--watch runs in this process: it cannot be combined with --engine ray")
-        if first_frame and Encode(encode) is not Encode.frames:
-            raise _fail("--encode makes videos of clips, --first-frame takes one picture per file: drop one")
-        if first_frame and frame_step != 1:
-            raise _fail("--frame-step picks frames of a clip, --first-frame takes one picture per file: drop one")
-        if json_lines and (env.stdout or sys.stdout) is None:
-            raise _fail("--json: standard output is closed, so the records have nowhere to go")
-        if review:  # the review page needs a local OUT and never replaces a page of the user's
-            from animeface_seg.batch.review import review_problem
-
-            if problem := review_problem(output):
-                raise _fail(problem)
-        from animeface_seg.batch.settings import output_kinds
-        from animeface_seg.cli.request import RunRequest
+        request = run_request(flags, classes, env.stdout or sys.stdout)
         from animeface_seg.cli.run import SetupFailed, execute
 
-        request = RunRequest(
-            inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay, classes),
-            class_masks=classes, mode="watch" if watch else engine.value, keep_background=keep_background,
-            size=size.value, cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive,
-            device=device, precision=precision, runtime=runtime, batch_size=batch_size, workers=workers, unet=unet, abg=abg,
-            weights_dir=weights_dir, max_pixels=max_pixels, quiet=quiet, json_lines=json_lines, layout=layout,
-            root=root, null=null, settle=settle, memory_budget=_memory_budget(memory_budget),
-            frame_step=frame_step, first_frame=first_frame, encode=Encode(encode).value, review=review,
-            ray_options=_ray_options(engine, ray_address, replicas, gpus_per_replica, s3_endpoint))
         try:
             code = execute(request, env)
         except SetupFailed as exc:
             raise _fail(str(exc)) from None
         raise typer.Exit(code)
-    except InputError as exc:
+    except (FlagError, InputError) as exc:
         raise _fail(str(exc)) from None
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
@@ -199,57 +160,6 @@ def command(
         from animeface_seg.cli.run import stop_code
 
         raise typer.Exit(stop_code(exc)) from None
-
-
-def _output_location(output: str, inputs: list[str], engine: Engine) -> Path:
-    """OUT as a local ``Path``, or with ``--engine ray`` an object-storage location (see integrations/ray)."""
-    from animeface_seg.integrations.ray.storage import is_uri, parse_location
-
-    if engine is Engine.ray:
-        try:
-            return parse_location(output)  # type: ignore[return-value]  # a StoragePath is a pure path too
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-    remote = [name for name in [*inputs, output] if is_uri(name)]
-    if remote:
-        raise _fail(f"{shown(remote[0])}: object storage needs --engine ray (see docs/scaling.md)")
-    return Path(output)
-
-
-def _ray_options(engine: Engine, address: str | None, replicas: int | None, gpus_per_replica: float | None,
-                 s3_endpoint: str | None) -> dict[str, Any]:
-    """The Ray engine's options (none for the local engine); a malformed cluster address is refused here."""
-    if engine is Engine.local:
-        return {}
-    from animeface_seg.integrations.ray.address import AddressError, check_address
-
-    try:
-        check_address(address)
-    except AddressError as exc:
-        raise _fail(str(exc)) from None
-    return dict(address=address, replicas=replicas, gpus_per_replica=gpus_per_replica, s3_endpoint=s3_endpoint)
-
-
-def _class_names(text: str | None) -> tuple[str, ...]:
-    """``--class-masks LIST`` as class names in palette order (none when not given); checked before anything loads."""
-    if text is None:
-        return ()
-    try:
-        return select_classes(text)
-    except ValueError as exc:
-        raise _fail(f"--class-masks: {exc}") from None
-
-
-def _memory_budget(text: str | None) -> int | None:
-    """``--memory-budget SIZE`` in bytes (0: no limit), ``None`` when not given."""
-    if text is None:
-        return None
-    from animeface_seg.engine.memory import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise _fail(f"--memory-budget: {exc}") from None
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -23,7 +23,6 @@ from animeface_seg.batch.folders import OutputDirError, check_output_dir, remove
 from animeface_seg.batch.manifest import Manifest, kept
 from animeface_seg.batch.outcome import early_outcome
 from animeface_seg.batch.review import write_review
-from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.tempfiles import remove_stale_temp_files
 from animeface_seg.cli.consume import consume
 from animeface_seg.cli.exit_codes import ExitCode
@@ -100,7 +99,7 @@ def _plan(request: RunRequest, env: Environment, runner: Runner) -> _Run:
     """Every input's plan; the inputs discovery settled (failed, or the same file again) are reported now."""
     plan = runner.plan(_stdin(request, env))
     # every record kept in OUT's manifest (the Ray engine keeps its own)
-    manifest = Manifest(request.output, warn=_warn) if request.mode != "ray" else None
+    manifest = Manifest(request.spec.out_dir, warn=_warn) if request.mode != "ray" else None
     reporter = Reporter(None if request.mode == "watch" else len(plan.jobs), json_lines=request.json_lines,
                         quiet=request.quiet, stdout=env.stdout, stderr=env.stderr,
                         on_record=manifest and manifest.add)
@@ -143,7 +142,7 @@ def _start(run: _Run) -> list[Path]:
     """Make and probe a local OUT, remove a killed run's temporary files, start the runner; the files removed.
 
     A runner that cannot start leaves no trace: the folders made for OUT are removed again."""
-    output = run.request.output
+    output = run.request.spec.out_dir
     local_out = isinstance(output, Path)
     created = check_output_dir(output) if local_out else []
     stale = remove_stale_temp_files(output) if local_out else []
@@ -167,16 +166,10 @@ def _run_to_end(run: _Run) -> KeyboardInterrupt | None:
 def _process(run: _Run) -> KeyboardInterrupt | None:
     """The device line and notices, then every job through the runner; the stop that ended it early."""
     request, runner, reporter = run.request, run.runner, run.reporter
-    settings = RunSettings.decide(request.output, runner.device_type, keep_background=request.keep_background,
-                                  cutout=request.cutout, overlay=request.overlay, class_masks=request.class_masks,
-                                  batch_size=request.batch_size,
-                                  workers=request.workers, skip_existing=request.skip_existing,
-                                  max_pixels=request.max_pixels, layout=request.layout,
-                                  memory_budget=request.memory_budget, frame_step=request.frame_step,
-                                  encode=request.encode)
-    reporter.info(f"device: {runner.description}; {len(run.jobs)} input(s) -> {shown(request.output)}")
+    settings = request.settings(runner.device_type)
+    reporter.info(f"device: {runner.description}; {len(run.jobs)} input(s) -> {shown(request.spec.out_dir)}")
     if run.stale:
-        reporter.info(f"removed {len(run.stale)} temporary file(s) left in {shown(request.output)} by a run that "
+        reporter.info(f"removed {len(run.stale)} temporary file(s) left in {shown(request.spec.out_dir)} by a run that "
                       "was killed")
     for line in runner.start_warnings():
         _warn(line)
@@ -192,8 +185,8 @@ def _process(run: _Run) -> KeyboardInterrupt | None:
 
 def _review(run: _Run) -> None:
     """The review page, once the manifest is complete (``--review``)."""
-    if run.request.review:
-        run.reporter.info(write_review(run.request.output, warn=_warn))
+    if run.request.spec.review:
+        run.reporter.info(write_review(run.request.spec.out_dir, warn=_warn))
 
 
 def _summarise(run: _Run, stop: KeyboardInterrupt | None) -> None:

@@ -36,9 +36,8 @@ class Runner:
     def plan(self, stdin: TextIO | None) -> Plan:
         """Every input found and every output checked (``PlanError`` on conflicts)."""
         r = self.request
-        return make_plan(r.inputs, r.output, r.kinds, layout=r.layout, recursive=r.recursive, stdin=stdin,
-                         null=r.null, root=r.root, allow_empty=self.endless, clips=not r.first_frame,
-                         videos=r.encode != "frames", review=r.review)
+        return make_plan(r.inputs, r.spec, recursive=r.recursive, stdin=stdin, null=r.null, root=r.root,
+                         allow_empty=self.endless)
 
     def start(self) -> None:
         """Load the networks or join the cluster (slow; may raise ``EngineError``)."""
@@ -137,14 +136,13 @@ class WatchRunner(LocalRunner):
         except ImportError as exc:
             raise InputError(f"--watch needs the watchfiles package ({exc}): pip install 'animeface-seg[watch]'")
         settle = DEFAULT_SETTLE if request.settle is None else request.settle
-        self.drop = DropFolders(request.inputs, request.output, settle=settle, recursive=request.recursive,
-                                review=request.review)
+        self.drop = DropFolders(request.inputs, request.spec, settle=settle, recursive=request.recursive)
         self.drop.start()  # before the first scan, so nothing dropped meanwhile is missed
 
     def source(self, jobs: list[Job], settings: RunSettings, reporter: Reporter) -> Iterable[Job]:
         from animeface_seg.batch.display import shown
 
-        skipped, todo = self.drop.plan(jobs, settings, self._resume_check(settings))
+        skipped, todo = self.drop.plan(jobs, self._resume_check(settings))
         for outcome in skipped:
             reporter.add(outcome)
         reporter.info(f"watching {', '.join(map(shown, self.request.inputs))} (settle {self.drop.settle:g} s); "
@@ -181,12 +179,12 @@ class RayRunner(Runner):
         from animeface_seg.integrations.ray.storage import is_uri
 
         r = self.request
-        if not any(is_uri(str(name)) for name in [*r.inputs, r.output]):
+        if not any(is_uri(str(name)) for name in [*r.inputs, r.spec.out_dir]):
             plan = super().plan(stdin)
         else:
-            jobs = self.session.discover(r.inputs, r.output, recursive=r.recursive, stdin=stdin)
-            plan = plan_remote(jobs, r.output, r.kinds, layout=r.layout)
-        _refuse_clips(plan.jobs, r.first_frame)
+            jobs = self.session.discover(r.inputs, r.spec.out_dir, recursive=r.recursive, stdin=stdin)
+            plan = plan_remote(jobs, r.spec)
+        _refuse_clips(plan.jobs, r.spec.first_frame)
         return plan
 
     def start(self) -> None:

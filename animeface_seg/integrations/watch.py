@@ -28,8 +28,10 @@ from animeface_seg.batch.discovery import InputError, Job, identity_of, job_unde
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome
-from animeface_seg.batch.plan import NameRule, OutputClaims, recognise
-from animeface_seg.batch.settings import RunSettings
+from animeface_seg.batch.claims import OutputClaims
+from animeface_seg.batch.name_rule import NameRule
+from animeface_seg.batch.plan import recognise
+from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.batch.signature import stale_reason
 
 #: Seconds a file's size and modification time must stay unchanged before it is read.
@@ -66,11 +68,11 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
         return False
 
 
-def _done(job: Job, settings: RunSettings, checked: Callable[[Job], bool]) -> bool:
+def _done(job: Job, spec: OutputSpec, checked: Callable[[Job], bool]) -> bool:
     """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
     and its videos), and ``checked`` finds them complete with the run's settings (``--skip-existing``'s rule)."""
-    sets = frame_sets(job, settings) if job.clip else [settings.outputs(job)]
-    sets = [files for files in [*(sets or ()), settings.videos(job) if job.clip and sets else {}] if files]
+    sets = frame_sets(job, spec) if job.clip else [spec.outputs(job)]
+    sets = [files for files in [*(sets or ()), spec.videos(job) if job.clip and sets else {}] if files]
     return bool(sets) and all(up_to_date(files, job.source) for files in sets) and checked(job)
 
 
@@ -89,16 +91,17 @@ class DropFolders:
     ``stop`` (from any thread) ends ``jobs`` within a fraction of a second.
     """
 
-    def __init__(self, inputs: Sequence[str], out_dir: Path, *, settle: float = DEFAULT_SETTLE,
-                 recursive: bool = True, force_polling: bool | None = None, review: bool = False) -> None:
+    def __init__(self, inputs: Sequence[str], spec: OutputSpec, *, settle: float = DEFAULT_SETTLE,
+                 recursive: bool = True, force_polling: bool | None = None) -> None:
         for arg in inputs:
             if arg == "-" or not Path(arg).is_dir():
                 what = "standard input" if arg == "-" else ("a file" if Path(arg).exists() else "not found")
                 raise InputError(f"--watch needs folders as INPUT, and {arg} is {what}: "
                                  "pass the folder that files are dropped into")
         self._roots = [(Path(arg), Path(arg).absolute()) for arg in dict.fromkeys(inputs)]
-        self._out_dir = out_dir
-        self._out_real = out_dir.resolve()
+        self._spec = spec
+        self._out_dir = spec.out_dir
+        self._out_real = spec.out_dir.resolve()
         self._settle = settle
         self._recursive = recursive
         self._force_polling = force_polling
@@ -111,9 +114,7 @@ class DropFolders:
         """Per input (resolved path): the stamp it had when handed over or skipped; None for a reported error."""
         self._root_ids: dict[Path, tuple[int, int] | None] | None = None
         """Each watched folder's identity when last seen (None: missing); set by ``start``."""
-        self._names = NameRule.probe(out_dir)
-        self._review = review
-        """Whether the run writes the review page, whose files no output may take (``plan.run_files``)."""
+        self._names = NameRule.probe(spec.out_dir)
         self._claims: OutputClaims | None = None
         """Every output of every input seen so far, claimed as the up-front plan claims them (set by ``plan``)."""
         self._owners: dict[Path, Job] = {}
@@ -194,9 +195,8 @@ class DropFolders:
         """Make ``jobs`` end at its next wake-up (thread-safe; the pipeline then finishes what it holds)."""
         self._stop.set()
 
-    def plan(self, jobs: Iterable[Job], settings: RunSettings,
-             checked: Callable[[Job], bool]) -> tuple[list[Outcome], list[Job]]:
-        """Split the first scan into inputs already done with these settings (as skipped outcomes) and work:
+    def plan(self, jobs: Iterable[Job], checked: Callable[[Job], bool]) -> tuple[list[Outcome], list[Job]]:
+        """Split the first scan into inputs already done with the run's settings (as skipped outcomes) and work:
         done when their outputs are newer than them and ``checked`` finds them whole with the run's settings.
 
         A file modified within the settle time, or empty, may still be being written: it is left
@@ -205,8 +205,7 @@ class DropFolders:
         skipped: list[Outcome] = []
         todo: list[Job] = []
         now, wall = time.monotonic(), time.time()
-        self._claims = OutputClaims(self._out_dir, settings.kinds, settings.layout, self._names,
-                                    videos=settings.encode != "frames", review=self._review)
+        self._claims = OutputClaims(self._spec, self._names)
         for job in jobs:
             real = job.source.resolve()
             if job.runnable:
@@ -222,8 +221,8 @@ class DropFolders:
                 self._pending[real] = _Pending(job, _stamp(st), now)
             else:
                 self._handed[real] = _stamp(st)
-                outputs = settings.outputs(job)
-                if _done(job, settings, checked):
+                outputs = self._spec.outputs(job)
+                if _done(job, self._spec, checked):
                     skipped.append(Outcome(job, "skipped", outputs, reason=ALREADY_DONE))
                 else:
                     todo.append(job)

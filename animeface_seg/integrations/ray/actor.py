@@ -3,7 +3,7 @@
 Rows carry ``index`` (the job's place in the run), ``source`` and ``relative`` (the job, as
 text). Each stage adds to ``record``: empty while the input is still to be processed, else the
 input's record (see ``records.py``). The actors take every input through ``batch.stages``, the
-local engine's own stages: the same outputs (``RunSettings.outputs``, so the same layout), the
+local engine's own stages: the same outputs (``OutputSpec.outputs``, so the same layout), the
 same resume rule, memory budget (measured on the actor's machine), error records and
 all-or-nothing writes.
 """
@@ -52,7 +52,7 @@ def read_inputs(batch: Batch, settings: RunSettings, storage: Storage) -> Batch:
         job = row_job(source, relative)
         content, record, wanted = b"", "", True
         try:
-            outputs = settings.outputs(job)
+            outputs = settings.spec.outputs(job)
             wanted = not (settings.skip_existing and all(map(storage.is_file, outputs.values())))
             if wanted:
                 content = storage.read(job.source)

@@ -121,7 +121,7 @@ def run(jobs: Iterable[Job], settings: RunSettings, cluster: Cluster, storage: S
     Jobs that discovery already failed are reported without going to the cluster. The
     manifest is written when the iteration ends, however it ends, once any record came back.
     """
-    with Manifest(settings.out_dir, read=storage.read, write=storage.write, warn=_warn) as manifest:
+    with Manifest(settings.spec.out_dir, read=storage.read, write=storage.write, warn=_warn) as manifest:
         for outcome in _outcomes(list(jobs), settings, cluster, storage, model):
             manifest.add(record(outcome))
             yield outcome
@@ -149,7 +149,7 @@ def _outcomes(jobs: list[Job], settings: RunSettings, cluster: Cluster, storage:
     pending: dict[int, tuple[Job, dict[OutputKind, Location]]] = {}
     rows = []
     for index, job in enumerate(jobs):
-        outputs = settings.outputs(job)
+        outputs = settings.spec.outputs(job)
         early = early_outcome(job)
         if early is not None:
             yield early
@@ -158,8 +158,8 @@ def _outcomes(jobs: list[Job], settings: RunSettings, cluster: Cluster, storage:
         rows.append(job_row(index, job))
     if not rows:
         return
-    if isinstance(settings.out_dir, Path):  # workers need not share the command's working folder
-        settings = replace(settings, out_dir=settings.out_dir.absolute())
+    if isinstance(settings.spec.out_dir, Path):  # workers need not share the command's working folder
+        settings = replace(settings, spec=replace(settings.spec, out_dir=settings.spec.out_dir.absolute()))
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the command's own progress bar counts the records
     call_rows = settings.batch_size * BATCHES_PER_CALL  # one block per actor call: every actor gets work early

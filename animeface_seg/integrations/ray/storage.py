@@ -1,6 +1,6 @@
 """Where inputs and outputs live: local paths or object-storage URIs (``s3://``, ``gs://``).
 
-An object key is a ``StoragePath``: pure-path arithmetic on ``bucket/key`` (so ``Job.outputs``
+An object key is a ``StoragePath``: pure-path arithmetic on ``bucket/key`` (so ``OutputSpec.outputs``
 and the collision check work on it unchanged), printed as its URI. ``Storage`` turns a path
 into the pyarrow filesystem that reads and writes it; it holds only settings, so it travels
 to Ray workers and opens its connections there.
