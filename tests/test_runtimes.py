@@ -114,7 +114,7 @@ def test_reference_runtime_runs_the_original_arithmetic_bit_for_bit(weights_dir,
 
     seg = runtime_segmentor("reference")
     assert count_batchnorms(seg.isnet) == 112 and count_batchnorms(seg.unet) == 48
-    assert seg.memory_format == torch.contiguous_format and seg.dtype == torch.float32
+    assert seg.networks.memory_format == torch.contiguous_format and seg.dtype == torch.float32
     unet, isnet = load_unet(weights_dir / "UNet.pth"), load_isnet(weights_dir / "isnetis.ckpt")
     case = reference / "golden" / "wide" / "input.png"
     prepared = seg.prepare(read_rgb(case))

@@ -20,6 +20,7 @@ from animeface_seg import __version__
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.naming import Layout
 from animeface_seg.engine.palette import CLASS_NAMES, select_classes
+from animeface_seg.engine.runtimes import registry as runtimes
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
 
@@ -151,12 +152,10 @@ def command(
         "--precision", metavar="auto|fp32|fp16|bf16",
         help="Compute precision; auto is fp16 on CUDA and fp32 (exact) on CPU.")] = "auto",
     runtime: Annotated[str, typer.Option(
-        "--runtime", metavar="auto|torch|reference|onnxruntime|openvino",
-        help="What runs the networks. auto: on CPU the fastest installed (onnxruntime, then openvino, then "
-        "torch; for bf16 openvino where the CPU has native bf16), on CUDA torch. reference: the "
-        "original's exact arithmetic (OpenCV's resize, the reference extra; torch, no folding, fp32), slower. "
-        "onnxruntime/openvino are CPU-only and use an ONNX export cached in $ANIMEFACE_SEG_CACHE "
-        "[default: ~/.cache/animeface-seg].")] = "auto",
+        "--runtime", metavar="|".join(runtimes.names()),
+        help="What runs the networks. auto: the first that is installed and runs on the device at the precision, "
+        "of " + ", ".join(r.name for r in runtimes.auto_order()) + " (in this order). "
+        + " ".join(r.summary for r in runtimes.runtimes()))] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
         show_default=False)] = None,
