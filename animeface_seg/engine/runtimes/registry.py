@@ -88,7 +88,7 @@ def register(runtime: Runtime) -> Runtime:
     """Add ``runtime`` under its name (a name already taken is an error)."""
     _load()
     if runtime.name in _REGISTRY or runtime.name == "auto":
-        raise ValueError(f"a runtime named {runtime.name!r} is already registered")
+        raise ValueError(f"the runtime name {runtime.name!r} is taken")
     _REGISTRY[runtime.name] = runtime
     return runtime
 
