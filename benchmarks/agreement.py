@@ -48,13 +48,14 @@ def _prepared(segmentor, case_dir: Path, stage: bool):
     """The network input: the reference's ``resized.png`` (stage), else the project's from ``input.png``."""
     from animeface_seg.engine.decode import load_rgb
     from animeface_seg.engine.segmentor import Prepared
+    from animeface_seg.engine.sides import HostSide
 
     if not stage:
         return segmentor.prepare(load_rgb(case_dir / "input.png"))
     resized = _read(case_dir / "resized.png", "RGB")
     size = _read(case_dir / "abg_mask.png", "L").shape
     pixels = np.ascontiguousarray(resized.transpose(2, 0, 1))
-    if not segmentor.on_host:
+    if not isinstance(segmentor.side, HostSide):  # a runtime on the device side takes tensors
         import torch
 
         pixels = torch.from_numpy(pixels)
@@ -64,7 +65,7 @@ def _prepared(segmentor, case_dir: Path, stage: bool):
 def measure(segmentor, case_dir: Path, stage: bool) -> dict:
     """One picture's figures: map agreement, mask differences, input values unlike ``resized.png``."""
     prepared = _prepared(segmentor, case_dir, stage)
-    pixels = prepared.pixels if segmentor.on_host else prepared.pixels.cpu().numpy()
+    pixels = prepared.pixels if isinstance(prepared.pixels, np.ndarray) else prepared.pixels.cpu().numpy()
     input_differs = int((pixels.transpose(1, 2, 0) != _read(case_dir / "resized.png", "RGB")).sum())
     result = segmentor.run([prepared])[0]
     golden_map = _read(case_dir / ("map.png" if segmentor.remove_background else "map_keep.png"), "RGB")

@@ -117,8 +117,7 @@ def networks_alone(seg: Segmentor, paths: list[Path], batch_size: int) -> float:
     grouped = []
     for path in paths:
         grouped += batcher.add(seg.prepare(load_rgb(path)))
-    stack = np.stack if seg.on_host else torch.stack  # the ONNX runtimes take numpy arrays on the host
-    batches = [stack([p.pixels for p in group]) for group in grouped + batcher.drain()]
+    batches = [seg.side.stack([p.pixels for p in group]) for group in grouped + batcher.drain()]  # the runtime's side
     for batch in {b.shape: b for b in batches}.values():  # warm-up once per shape
         seg.forward(batch)
     sync(seg.device)

@@ -114,7 +114,7 @@ def test_reference_runtime_runs_the_original_arithmetic_bit_for_bit(weights_dir,
 
     seg = runtime_segmentor("reference")
     assert count_batchnorms(seg.isnet) == 112 and count_batchnorms(seg.unet) == 48
-    assert seg.memory_format == torch.contiguous_format and seg.dtype == torch.float32
+    assert seg.networks.memory_format == torch.contiguous_format and seg.dtype == torch.float32
     unet, isnet = load_unet(weights_dir / "UNet.pth"), load_isnet(weights_dir / "isnetis.ckpt")
     case = reference / "golden" / "wide" / "input.png"
     prepared = seg.prepare(read_rgb(case))
@@ -166,3 +166,63 @@ def test_a_cpu_run_over_a_cached_export_never_imports_torch(weights_dir, runtime
         ours = np.asarray(Image.open(out / f"{name}.png").convert("RGB"))
         expected = seg([inputs / f"{name}.{'png' if name == 'a' else 'jpg'}"])[0].colors
         assert np.array_equal(ours, expected)
+
+
+class _TensorOutputs:
+    """ONNX Runtime's networks handing back CPU tensors: what a runtime of the export on the device side (a GPU
+    ONNX runtime, say) gives the ``Segmentor``; everything else is the wrapped networks'."""
+
+    def __init__(self, networks) -> None:
+        self._networks = networks
+
+    def __getattr__(self, name: str):
+        return getattr(self._networks, name)
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        classes, mask = self._networks(pixels.cpu().numpy())
+        return torch.from_numpy(classes), None if mask is None else torch.from_numpy(mask)
+
+
+def _open_tensor_outputs(found, target, cache):
+    from animeface_seg.engine.runtimes.onnxruntime_session import OnnxRuntimeNetworks
+
+    return _TensorOutputs(OnnxRuntimeNetworks(found, cache))
+
+
+@pytest.fixture
+def toy_runtime():
+    """A toy runtime registered for one test: the cached export run by ONNX Runtime, on the device side."""
+    from animeface_seg.engine.runtimes import registry
+
+    toy = registry.register(registry.Runtime(
+        name="onnxruntime-tensors", builder=export.CachedExport(_open_tensor_outputs), side="device", fold=True,
+        refuse=lambda device_type, precision, place, native: export.cpu_only("onnxruntime-tensors", device_type, place),
+        package="onnxruntime"))
+    yield toy
+    registry.unregister(toy.name)
+
+
+def test_a_new_runtime_is_one_record_in_the_registry(toy_runtime, weights_dir, runtime_segmentor, reference):
+    """Issue 24: a runtime is a module with one ``Runtime`` record plus one registry line. A toy one, registered
+    at run time, is chosen by name (its refusals its own), builds through its record's builder, works on the
+    side its record names (tensors, not the ONNX runtimes' host arrays) and segments as ``onnxruntime`` does
+    on the same network input."""
+    from animeface_seg.engine.results import Prepared
+    from animeface_seg.engine.runtimes import registry
+    from animeface_seg.engine.segmentor import Segmentor
+
+    assert "onnxruntime-tensors" in registry.names()
+    with pytest.raises(RuntimeChoiceError, match="runtime onnxruntime-tensors runs on the CPU only"):
+        choose("onnxruntime-tensors", "cuda", "fp16")
+    seg = Segmentor.from_pretrained(weights_dir=weights_dir, device="cpu", runtime="onnxruntime-tensors",
+                                    output_size="processed")
+    assert seg.runtime == "onnxruntime-tensors" and seg.description == "cpu, fp32, onnxruntime-tensors"
+    assert seg.unet is None and seg.fingerprints == runtime_segmentor("onnxruntime").fingerprints
+    prepared = seg.prepare(read_rgb(reference / "golden" / "wide" / "input.png"))
+    assert isinstance(prepared.pixels, torch.Tensor)
+    ours = seg.run_on_device([prepared])[0]
+    assert isinstance(ours.classes, torch.Tensor)
+    host = Prepared(prepared.pixels.numpy(), prepared.original_size, prepared.processed_size)
+    expected = runtime_segmentor("onnxruntime").run([host])[0]
+    assert np.array_equal(ours.classes.numpy(), expected.classes) and len(np.unique(expected.classes)) > 2
+    assert np.abs(ours.mask.numpy().astype(int) - expected.mask).max() <= 1

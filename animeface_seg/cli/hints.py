@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from animeface_seg.engine.runtimes.registry import names as runtime_names
+
 _WEIGHTS = "a folder holding both files with --weights-dir DIR or $ANIMEFACE_SEG_WEIGHTS"
 
 #: Engine setting (``EngineError.setting``) -> how to change it on the command line.
@@ -11,7 +13,7 @@ FLAG_HINTS: dict[str, str] = {
     "device": "choose another with --device auto|cpu|cuda|cuda:N",
     "precision": "choose another with --precision auto|fp32|fp16|bf16",
     "encode": "write its frames as PNGs with --encode frames",
-    "runtime": "choose another with --runtime auto|torch|reference|onnxruntime|openvino",
+    "runtime": f"choose another with --runtime {'|'.join(runtime_names())}",
     "cache": "--runtime torch needs no export",
     "unet": f"give the file with --unet PATH, or {_WEIGHTS}",
     "abg": f"give the file with --abg PATH, or {_WEIGHTS}",

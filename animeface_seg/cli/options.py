@@ -16,6 +16,7 @@ from animeface_seg import __version__
 from animeface_seg.batch.naming import Layout
 from animeface_seg.cli.panels import CLIPS, INPUTS, OUTPUTS, REPORTING, RESUME, SCALING, SPEED, WATCH, WEIGHTS
 from animeface_seg.engine.palette import CLASS_NAMES
+from animeface_seg.engine.runtimes import registry as runtimes
 
 #: Same value as ``engine.decode.DEFAULT_MAX_PIXELS`` (checked by a test), kept here so --help needs no engine.
 DEFAULT_MAX_PIXELS = 268_435_456
@@ -115,11 +116,9 @@ Precision = Annotated[str, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA and fp32 (exact) on CPU.",
     rich_help_panel=SPEED)]
 Runtime = Annotated[str, typer.Option(
-    "--runtime", metavar="auto|torch|reference|onnxruntime|openvino", help="What runs the networks. auto: on CPU "
-    "the fastest installed (onnxruntime, openvino, torch; for bf16 openvino where the CPU has native bf16), on "
-    "CUDA torch. reference: the original's exact arithmetic (OpenCV's resize, the reference extra; torch, fp32), "
-    "slower. onnxruntime/openvino: CPU only, on an ONNX export cached in $ANIMEFACE_SEG_CACHE "
-    "[default: ~/.cache/animeface-seg].", rich_help_panel=SPEED)]
+    "--runtime", metavar="|".join(runtimes.names()), help="What runs the networks. auto: the first that is "
+    "installed and runs on the device at the precision, of " + ", ".join(r.name for r in runtimes.auto_order())
+    + " (in this order). " + " ".join(r.summary for r in runtimes.runtimes()), rich_help_panel=SPEED)]
 BatchSize = Annotated[Optional[int], typer.Option(
     "--batch-size", min=1, metavar="N", help="Images per network batch [default: 8 on CUDA, 1 on CPU].",
     show_default=False, rich_help_panel=SPEED)]

@@ -15,11 +15,14 @@ import os
 import platform
 import shutil
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from animeface_seg.engine.runtimes.cache_files import Cache
-from animeface_seg.engine.runtimes.export import Export
+from animeface_seg.engine.runtimes.export import CachedExport, Export, cpu_only
+from animeface_seg.engine.runtimes.registry import Runtime, Target
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def available_cpus() -> int:
@@ -51,8 +54,8 @@ class OnnxRuntimeNetworks:
     and none between operators (the graph is a chain: parallel operators only compete for the cores)."""
 
     name = "onnxruntime"
-    #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
-    host = True
+    #: It runs its own graph, not torch modules.
+    unet = isnet = None
 
     def __init__(self, export: Export, cache: Cache | None = None) -> None:
         import onnxruntime as ort
@@ -110,5 +113,24 @@ class OnnxRuntimeNetworks:
         return ort.InferenceSession(export.source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import numpy as np
+
         outputs = self._session.run(None, {"pixels": np.ascontiguousarray(pixels)})
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+
+def _refuse(device_type: str, precision: str, place: bool, native_bf16: bool) -> str | None:
+    """The CPU only, fp32 only."""
+    if precision == "bf16" and device_type == "cpu" and place:
+        return "runtime onnxruntime computes in fp32 only; for bf16 use openvino or torch."
+    return cpu_only("onnxruntime", device_type, place)
+
+
+def _open(export: Export, target: Target, cache: Cache) -> OnnxRuntimeNetworks:
+    return OnnxRuntimeNetworks(export, cache)
+
+
+RUNTIME = Runtime(name="onnxruntime", builder=CachedExport(_open), side="host", fold=True, auto_rank=0, refuse=_refuse,
+                  summary="onnxruntime: CPU only, fp32, on an ONNX export cached in $ANIMEFACE_SEG_CACHE "
+                  "[default: ~/.cache/animeface-seg].",
+                  package="onnxruntime", install="pip install onnxruntime (part of the default install)")

@@ -9,11 +9,15 @@ with AMX, which would change results without being asked (see docs/benchmarks.md
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from animeface_seg.engine.runtimes.cache_files import Cache
-from animeface_seg.engine.runtimes.export import Export
+from animeface_seg.engine.runtimes.export import CachedExport, Export, cpu_only
 from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
+from animeface_seg.engine.runtimes.registry import Runtime, Target
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -22,8 +26,8 @@ class OpenVinoNetworks:
     """One compiled model and one infer request, tuned for latency on the available CPUs."""
 
     name = "openvino"
-    #: Takes and returns numpy arrays on the host (no torch): see ``runtimes/__init__.py``.
-    host = True
+    #: It runs its own graph, not torch modules.
+    unet = isnet = None
 
     def __init__(self, export: Export, precision: str = "fp32", cache: Cache | None = None) -> None:
         import openvino as ov
@@ -42,6 +46,26 @@ class OpenVinoNetworks:
         self.remove_background = export.remove_background
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import numpy as np
+
         results = self._request.infer({0: np.ascontiguousarray(pixels)})
         outputs = [results[port] for port in self._compiled.outputs]
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+
+def _refuse(device_type: str, precision: str, place: bool, native_bf16: bool) -> str | None:
+    """The CPU only; bf16 only where the CPU computes it natively."""
+    refusal = cpu_only("openvino", device_type, place)
+    if refusal is None and precision == "bf16" and not native_bf16:
+        return ("runtime openvino computes bf16 only on CPUs with native bf16 (AVX512-BF16 or AMX), which this one "
+                "lacks; use torch (emulated) or fp32.")
+    return refusal
+
+
+def _open(export: Export, target: Target, cache: Cache) -> OpenVinoNetworks:
+    return OpenVinoNetworks(export, target.precision, cache)
+
+
+RUNTIME = Runtime(name="openvino", builder=CachedExport(_open), side="host", fold=True, auto_rank=1, refuse=_refuse,
+                  summary="openvino: CPU only, fp32, or bf16 where the CPU has native bf16; the same cached export.",
+                  package="openvino", install="pip install 'animeface-seg[openvino]'")
