@@ -21,6 +21,7 @@ from pathlib import Path, PurePath
 from typing import BinaryIO, TextIO
 
 from animeface_seg.batch.display import shown
+from animeface_seg.batch.inputs import STILL, InputKind
 from animeface_seg.batch.naming import Layout, OutputKind, clip_folders, output_paths
 from animeface_seg.engine.frames import VIDEO_EXTENSIONS
 
@@ -48,11 +49,9 @@ class Job:
     skip_reason: str | None = None
     identity: Identity | None = field(default=None, compare=False)
     """The file's ``(st_dev, st_ino)`` when it exists, to recognise it under other names."""
-    clip: bool = False
-    """Whether the input holds many frames (a video, an animation), so its outputs are folders of
-    frames; the plan sets it from the file's header (``plan.recognise``), discovery never opens a file."""
-    video: bool = False
-    """Whether the file is a video container (read through PyAV), by its content (``plan.recognise``)."""
+    kind: InputKind = STILL
+    """What the input is (``batch/inputs``: a still, an animation, a video, ...), which every stage asks; the
+    plan sets it from the file's header (``plan.recognise``), discovery never opens a file."""
 
     @property
     def runnable(self) -> bool:

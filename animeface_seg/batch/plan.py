@@ -26,14 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from animeface_seg.batch import inputs
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths
 from animeface_seg.batch.thumbnails import REVIEW_FOLDER
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import is_video_name
-from animeface_seg.engine.sniff import sniff
 
 #: How many conflicts a message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -164,18 +163,18 @@ def make_plan(inputs: Sequence[str], out_dir: Path, kinds: Sequence[OutputKind],
 
 
 def recognise(jobs: Sequence[Job], clips: bool = True) -> list[Job]:
-    """``jobs`` with each runnable file's header read once (``sniff.sniff``), whatever its name: ``clip`` set
-    on videos and animations (with ``clips``), ``video`` on videos, and the ``error`` of a file that is empty,
-    unreadable or neither an image nor a video, so it fails before any network loads. No pixel is decoded."""
+    """``jobs`` with each runnable file's header read once, whatever its name: its ``kind`` (``inputs.recognise``;
+    with ``clips``, videos and animations are clips, without, one picture each), or the ``error`` of a file
+    that is empty, unreadable or of no kind, so it fails before any network loads. No pixel is decoded."""
     return [_recognised(job, clips) if job.runnable else job for job in jobs]
 
 
 def _recognised(job: Job, clips: bool) -> Job:
     try:
-        kind = sniff(job.source)
+        kind = inputs.recognise(job.source, clips)
     except ImageDecodeError as exc:
         return replace(job, error=str(exc))
-    return job if kind == "still" else replace(job, clip=clips, video=kind == "video")
+    return job if kind is job.kind else replace(job, kind=kind)
 
 
 def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
@@ -191,11 +190,11 @@ def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
 
 
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
-                layout: Layout = Layout.MIRROR) -> Plan:
+                layout: Layout = Layout.MIRROR, clips: bool = True) -> Plan:
     """A plan for jobs found in object storage: outputs checked against each other, names compared
     exactly (object keys are case-sensitive); there is no local disk to check them against, and no header
-    is read before the cluster starts, so videos are known by their extension there."""
-    jobs = [replace(job, video=is_video_name(str(job.source))) for job in jobs]
+    is read before the cluster starts, so kinds are known by their names there (``inputs.by_name``)."""
+    jobs = [replace(job, kind=inputs.by_name(str(job.source), clips)) for job in jobs]
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout))
     conflicts = _planned_outputs(plan).conflicts
     if conflicts:
@@ -250,7 +249,7 @@ class OutputClaims:
     def claim(self, job: Job) -> list[tuple[str, str]]:
         """Claim every output of ``job`` (a clip's frame folders); the conflicts it makes (also kept in ``conflicts``)."""
         before = len(self.conflicts)
-        if job.clip:
+        if job.kind.streams_frames:
             folders = job.frame_folders(self.out_dir, self.kinds, self.layout)
             for path, kind in {path: kind for kind, path in reversed(folders.items())}.items():
                 self._claim_frames(path, job, kind)
@@ -267,10 +266,10 @@ class OutputClaims:
 
     def is_folder(self, path: Path, job: Job) -> bool:
         """Whether a claimed ``path`` of ``job`` is a folder (a clip's frames) rather than a file."""
-        return job.clip and path not in self.video_files
+        return job.kind.streams_frames and path not in self.video_files
 
     def _paths(self, job: Job) -> list[Path]:
-        if job.clip:
+        if job.kind.streams_frames:
             return [*job.frame_folders(self.out_dir, self.kinds, self.layout).values(), *self._videos(job).values()]
         return list(job.outputs(self.out_dir, self.kinds, self.layout).values())
 
@@ -289,8 +288,9 @@ class OutputClaims:
     def on_disk(self, job: Job) -> list[tuple[str, str]]:
         """Conflicts of the outputs of ``job`` with what is on disk now (a folder there, a file above)."""
         inputs = {job.identity} if job.identity is not None else set()
-        kinds = job.frame_folders if job.clip else job.outputs
-        paths = [*kinds(self.out_dir, self.kinds, self.layout).items(), *(self._videos(job).items() if job.clip else ())]
+        clip = job.kind.streams_frames
+        kinds = job.frame_folders if clip else job.outputs
+        paths = [*kinds(self.out_dir, self.kinds, self.layout).items(), *(self._videos(job).items() if clip else ())]
         return [conflict for kind, path in paths
                 for conflict in _on_disk(path, job, kind, inputs, self.is_folder(path, job))]
 
@@ -410,7 +410,7 @@ def _inside(inner: tuple[Path, Job, OutputKind], clip: tuple[Path, Job, OutputKi
 
 
 def _what(claim: tuple[Path, Job, OutputKind]) -> str:
-    if claim[1].clip:
+    if claim[1].kind.streams_frames:
         return f"the frames of {shown(claim[1].source)}"
     return f"the {claim[2]} of {shown(claim[1].source)}"
 

@@ -100,7 +100,7 @@ class RunSettings:
         """Where ``job``'s outputs go with these settings (kinds, OUT, layout): what every stage uses.
         A clip's are its frame folders (``frame_outputs`` names each frame's files) and, when encoded,
         its videos under ``<kind>_video`` (``map_video``, ``mask_video``, ...)."""
-        if not job.clip:
+        if not job.kind.streams_frames:
             return job.outputs(self.out_dir, self.kinds, self.layout)
         outputs: dict[OutputKind | str, Path] = {}
         if self.encode != "video":

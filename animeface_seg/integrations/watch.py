@@ -69,8 +69,9 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
 def _done(job: Job, settings: RunSettings, checked: Callable[[Job], bool]) -> bool:
     """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
     and its videos), and ``checked`` finds them complete with the run's settings (``--skip-existing``'s rule)."""
-    sets = frame_sets(job, settings) if job.clip else [settings.outputs(job)]
-    sets = [files for files in [*(sets or ()), settings.videos(job) if job.clip and sets else {}] if files]
+    clip = job.kind.streams_frames
+    sets = frame_sets(job, settings) if clip else [settings.outputs(job)]
+    sets = [files for files in [*(sets or ()), settings.videos(job) if clip and sets else {}] if files]
     return bool(sets) and all(up_to_date(files, job.source) for files in sets) and checked(job)
 
 
