@@ -177,6 +177,11 @@ def _recognised(job: Job, clips: bool) -> Job:
     return job if kind is job.kind else replace(job, kind=kind)
 
 
+def recognise_names(jobs: Sequence[Job], clips: bool = True) -> list[Job]:
+    """``jobs`` found in object storage, each with the kind its name gives (``inputs.by_name``)."""
+    return [replace(job, kind=inputs.by_name(str(job.source), clips)) for job in jobs]
+
+
 def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
     """The files the run itself keeps directly in OUT, which no output may take, each with what it is: the manifest,
     and with ``review`` the review page and its thumbnails' folder."""
@@ -190,11 +195,10 @@ def run_files(out_dir: Path, review: bool = False) -> dict[Path, str]:
 
 
 def plan_remote(jobs: list[Job], out_dir: Path, kinds: Sequence[OutputKind], *,
-                layout: Layout = Layout.MIRROR, clips: bool = True) -> Plan:
+                layout: Layout = Layout.MIRROR) -> Plan:
     """A plan for jobs found in object storage: outputs checked against each other, names compared
     exactly (object keys are case-sensitive); there is no local disk to check them against, and no header
-    is read before the cluster starts, so kinds are known by their names there (``inputs.by_name``)."""
-    jobs = [replace(job, kind=inputs.by_name(str(job.source), clips)) for job in jobs]
+    is read before the cluster starts, so the jobs' kinds come from their names (``recognise_names``)."""
     plan = Plan(jobs, out_dir, tuple(kinds), Layout(layout))
     conflicts = _planned_outputs(plan).conflicts
     if conflicts:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from animeface_seg.batch.discovery import InputError, Job
 from animeface_seg.batch.outcome import Outcome
-from animeface_seg.batch.plan import Plan, make_plan, plan_remote
+from animeface_seg.batch.plan import Plan, make_plan, plan_remote, recognise_names
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.cli.request import RunRequest
 
@@ -185,7 +185,9 @@ class RayRunner(Runner):
             plan = super().plan(stdin)
         else:
             jobs = self.session.discover(r.inputs, r.output, recursive=r.recursive, stdin=stdin)
-            plan = plan_remote(jobs, r.output, r.kinds, layout=r.layout, clips=not r.first_frame)
+            jobs = recognise_names(jobs, clips=not r.first_frame)
+            _refuse_clips(jobs)
+            return plan_remote(jobs, r.output, r.kinds, layout=r.layout)
         _refuse_clips(plan.jobs)
         return plan
 
