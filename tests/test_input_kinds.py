@@ -21,6 +21,7 @@ class ArrayKind(StillKind):
     """The toy kind's whole module: an H x W x 3 uint8 array saved by ``numpy.save``, known by its magic bytes."""
 
     name: str = "array"
+    extensions = frozenset({".npy"})
 
     def recognises(self, header: Header) -> bool:
         return header.head.startswith(b"\x93NUMPY")
@@ -52,11 +53,11 @@ def test_a_registered_kind_runs_through_the_command_like_a_picture(run_cli, pict
     monkeypatch.setitem(inputs.KINDS, ArrayKind.name, ArrayKind())  # the one registry line
     png, array = pictures
     out = tmp_path / "out"
-    proc = run_cli(str(png), str(array), "-o", str(out), "--json")
+    proc = run_cli(str(png.parent), "-o", str(out), "--json")  # the folder walk takes .npy files now
     assert proc.returncode == 0, proc.stderr
     size = {"width": 48, "height": 40}
-    assert [(record["status"], record["original_size"]) for record in _records(proc.stdout)] == [
-        ("ok", size), ("ok", size)]
+    assert sorted((Path(record["input"]).name, record["status"], record["original_size"])
+                  for record in _records(proc.stdout)) == [("array.npy", "ok", size), ("picture.png", "ok", size)]
     assert np.array_equal(read_rgb(out / "array.png"), read_rgb(out / "picture.png"))
     assert np.array_equal(read_gray(out / "array_mask.png"), read_gray(out / "picture_mask.png"))
     again = run_cli(str(array), "-o", str(out), "--json", "--skip-existing")

@@ -22,15 +22,8 @@ from typing import BinaryIO, TextIO
 
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.inputs import STILL, InputKind
+from animeface_seg.batch.inputs import extensions as input_extensions
 from animeface_seg.batch.naming import Layout, OutputKind, clip_folders, output_paths
-from animeface_seg.engine.frames import VIDEO_EXTENSIONS
-
-#: Extensions taken when walking a folder, compared lower-cased; a file named explicitly is taken regardless.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-)
-#: Everything a folder walk takes: images (some may be animations) and videos.
-INPUT_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 #: How many names an error message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -164,7 +157,8 @@ def _expand_stdin(inputs: Sequence[str], stdin: TextIO | None, null: bool) -> li
 
 
 def _is_input_name(name: str) -> bool:
-    return PurePath(name).suffix.lower() in INPUT_EXTENSIONS
+    """Whether a folder walk takes the file: its extension is one of an input kind's (``batch.inputs.extensions``)."""
+    return PurePath(name).suffix.lower() in input_extensions()
 
 
 class _Walk:
@@ -314,7 +308,7 @@ def _nothing_found(inputs: Sequence[str], args: Sequence[str], out_dir: Path, re
     searched = ", ".join(shown(arg) for arg in args[:_MAX_LISTED])
     if len(args) > _MAX_LISTED:
         searched += f" and {len(args) - _MAX_LISTED} more"
-    extensions = ", ".join(sorted(INPUT_EXTENSIONS))
+    extensions = ", ".join(sorted(input_extensions()))
     depth = "; subfolders were not searched (--no-recursive)" if not recursive else ""
     return (
         f"no images found in: {searched} (looked for {extensions}, in any letter case; hidden files and"

@@ -19,7 +19,7 @@ from animeface_seg.engine.errors import UnrecognisedImageError
 from animeface_seg.engine.frames import is_video_name
 
 __all__ = ["ANIMATION", "FIRST_FRAME", "KINDS", "STILL", "VIDEO", "ClipKind", "Header", "InputKind", "StillKind",
-           "by_name", "recognise"]
+           "by_name", "extensions", "recognise"]
 
 #: Every input kind by name, in the order they are asked.
 KINDS: dict[str, InputKind] = {kind.name: kind for kind in (VIDEO, ANIMATION, FIRST_FRAME, STILL)}
@@ -33,6 +33,11 @@ def recognise(source: Path, clips: bool = True) -> InputKind:
     if kind is None:
         raise header.error or UnrecognisedImageError("not a recognised image or video file")
     return kind
+
+
+def extensions() -> frozenset[str]:
+    """Every extension (lower-cased) a folder walk takes: those of every kind."""
+    return frozenset().union(*(kind.extensions for kind in KINDS.values()))
 
 
 def by_name(name: str, clips: bool = True) -> InputKind:

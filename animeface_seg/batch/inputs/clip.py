@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animeface_seg.batch.inputs.kind import Header
-from animeface_seg.engine.frames import Clip, ClipInfo, open_frames, video_packets
+from animeface_seg.engine.frames import VIDEO_EXTENSIONS, Clip, ClipInfo, open_frames, video_packets
 
 if TYPE_CHECKING:
     from animeface_seg.batch.outcome import Outcome
@@ -21,6 +21,7 @@ class ClipKind:
 
     name: str = "animation"
     streams_frames = True
+    extensions = frozenset({".gif", ".png", ".webp", ".tif", ".tiff"})
 
     def recognises(self, header: Header) -> bool:
         return header.content == "animation" and header.clips
@@ -70,6 +71,7 @@ class VideoKind(ClipKind):
     """A video (through PyAV): frames in display order; a header without a frame count has its packets counted."""
 
     name: str = "video"
+    extensions = VIDEO_EXTENSIONS
 
     def recognises(self, header: Header) -> bool:
         return header.content == "video" and header.clips

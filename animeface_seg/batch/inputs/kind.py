@@ -42,13 +42,16 @@ class Header:
 
 
 class InputKind(Protocol):
-    """An input kind: how it is recognised, what it plans and how a run resumes it; ``Still`` and ``Clip``
-    (``still.py``, ``clip.py``) say how its pixels are read."""
+    """An input kind: how it is recognised, what it plans and how a run resumes it. How its pixels are read
+    is its base's: ``StillKind.read`` (one picture) or ``ClipKind.open`` (frames streamed, ``streams_frames``)."""
 
     name: str
     """Its name in the registry (``inputs.KINDS``), also how a Ray row carries it."""
     streams_frames: bool
     """Whether its outputs are folders of frames (and encoded videos), its frames streamed one at a time."""
+    extensions: frozenset[str]
+    """The names (extensions, lower-cased) a folder walk takes for it; a file named directly is taken whatever
+    its name, as its header decides its kind."""
 
     def recognises(self, header: Header) -> bool:
         """Whether the file whose header this is is of this kind."""

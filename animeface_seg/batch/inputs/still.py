@@ -12,11 +12,14 @@ import numpy as np
 from animeface_seg.batch.inputs.kind import Header
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import open_frames
+from animeface_seg.engine.frames import VIDEO_EXTENSIONS, open_frames
 
 if TYPE_CHECKING:
     from animeface_seg.batch.outcome import Outcome
     from animeface_seg.batch.stages import Stages, Work
+
+#: Picture file extensions (compared lower-cased): a folder's files with these names are looked at.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class StillKind:
 
     name: str = "still"
     streams_frames = False
+    extensions = IMAGE_EXTENSIONS
 
     def recognises(self, header: Header) -> bool:
         return header.content == "still" or (header.content == "animation" and not header.clips)
@@ -47,6 +51,7 @@ class FirstFrameKind(StillKind):
     """A video taken as one picture (``--first-frame``): its first frame."""
 
     name: str = "first-frame"
+    extensions = VIDEO_EXTENSIONS
 
     def recognises(self, header: Header) -> bool:
         return header.content == "video" and not header.clips
