@@ -6,7 +6,6 @@ runs the real networks)."""
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -228,7 +227,7 @@ def test_watch_source_hands_over_a_clip_once_it_has_settled(tmp_path):
         write_video(tmp_path / "clip.mp4", noise_frames(2))
         os.replace(tmp_path / "clip.mp4", src / "clip.mp4")
         jobs = sorted((got.get(timeout=60), got.get(timeout=60)), key=lambda job: job.source.name)
-        assert [(job.relative, job.clip, job.error) for job in jobs] == [
+        assert [(job.relative, job.kind.streams_frames, job.error) for job in jobs] == [
             (PurePath("anim"), True, None), (PurePath("clip"), True, None)]
     finally:
         drop.stop()
@@ -268,6 +267,7 @@ def test_stream_segments_an_iterator_in_order_without_holding_it(segmentor_keep)
 
 def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, monkeypatch):
     from animeface_seg.batch.discovery import Job
+    from animeface_seg.batch.inputs import ANIMATION
     from animeface_seg.batch.pipeline import process
     from animeface_seg.batch.settings import RunSettings, output_kinds
     from animeface_seg.batch.spec import OutputSpec
@@ -307,7 +307,7 @@ def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, mo
     progress = Progress()
     spec = OutputSpec(tmp_path / "out", output_kinds(remove_background=False))
     settings = RunSettings.decide(spec, "cpu", batch_size=1, workers=1)
-    outcomes = list(process([Job(gif, PurePath("long"), clip=True)], segmentor_keep, settings, progress))
+    outcomes = list(process([Job(gif, PurePath("long"), kind=ANIMATION)], segmentor_keep, settings, progress))
     assert [(o.status, o.frames) for o in outcomes] == [("ok", count)], outcomes[0].error
     assert progress.opened == count and state["reported"] == count
     # at most 3 frames waiting for the networks (decode slots), 1 on them, 3 being written (write slots)

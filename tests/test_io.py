@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from animeface_seg.batch.discovery import (
-    IMAGE_EXTENSIONS,
     InputError,
     Job,
     discover,
     read_path_list,
 )
+from animeface_seg.batch.inputs.still import IMAGE_EXTENSIONS
 from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.batch.name_rule import NameRule
 from animeface_seg.batch.plan import Plan, PlanError, check, make_plan

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.inputs import ANIMATION, FIRST_FRAME, VIDEO
 from animeface_seg.batch.manifest import MANIFEST_NAME
 from animeface_seg.batch.naming import Layout, OutputKind
 from animeface_seg.batch.name_rule import NameRule
@@ -290,17 +291,17 @@ def test_the_plan_marks_clips_from_headers_whatever_the_name(tmp_path):
     make_video(src / "video.jpg")
     (src / "one.webm").write_bytes(animated_gif(tmp_path / "one.gif", frames=1).read_bytes())
     plan = make_plan([str(src), str(src / "missing.mov")], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
-    assert {job.source.name: (job.clip, job.video) for job in plan.jobs} == {
-        "anim.gif": (True, False), "movie.mkv": (True, True), "photo.png": (False, False),
-        "still.gif": (False, False), "lying.webp": (True, False), "gif.png": (True, False),
-        "video.jpg": (True, True), "one.webm": (False, False), "missing.mov": (False, False)}
+    assert {job.source.name: (job.kind.streams_frames, job.kind.name) for job in plan.jobs} == {
+        "anim.gif": (True, "animation"), "movie.mkv": (True, "video"), "photo.png": (False, "still"),
+        "still.gif": (False, "still"), "lying.webp": (True, "animation"), "gif.png": (True, "animation"),
+        "video.jpg": (True, "video"), "one.webm": (False, "still"), "missing.mov": (False, "still")}
     assert plan.spec.frame_folders(plan.jobs[0]) == {
         OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
     # one picture per file: nothing is a clip (a video is still read as one), so a still GIF and a video
     # of one name do collide
     firsts = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,), first_frame=True)).jobs
-    assert not any(job.clip for job in firsts)
-    assert [job.source.name for job in firsts if job.video] == ["movie.mkv", "video.jpg"]
+    assert not any(job.kind.streams_frames for job in firsts)
+    assert [job.source.name for job in firsts if job.kind is FIRST_FRAME] == ["movie.mkv", "video.jpg"]
 
 
 def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
@@ -308,15 +309,16 @@ def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
     animated_gif(src / "clip.gif", frames=1)
     make_video(src / "clip.mp4")
     plan = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
-    assert [(job.source.name, job.clip) for job in plan.jobs] == [("clip.gif", False), ("clip.mp4", True)]
+    assert [(job.source.name, job.kind.streams_frames) for job in plan.jobs] == [("clip.gif", False),
+                                                                                 ("clip.mp4", True)]
 
 
 def test_frame_folders_meet_files_folders_and_other_clips(tmp_path):
     out = tmp_path / "out"
-    jobs = [Job(Path("in/x.png.mp4"), PurePath("x.png"), clip=True), Job(Path("in/x.jpg"), PurePath("x")),
-            Job(Path("in/a/b.gif"), PurePath("a/b"), clip=True), Job(Path("in/a.mkv"), PurePath("a"), clip=True),
-            Job(Path("in/c.avi"), PurePath("c"), clip=True), Job(Path("in/c_mask.png"), PurePath("c_mask")),
-            Job(Path("in/d.mov"), PurePath("d"), "file not found", clip=False)]
+    jobs = [Job(Path("in/x.png.mp4"), PurePath("x.png"), kind=VIDEO), Job(Path("in/x.jpg"), PurePath("x")),
+            Job(Path("in/a/b.gif"), PurePath("a/b"), kind=ANIMATION), Job(Path("in/a.mkv"), PurePath("a"), kind=VIDEO),
+            Job(Path("in/c.avi"), PurePath("c"), kind=VIDEO), Job(Path("in/c_mask.png"), PurePath("c_mask")),
+            Job(Path("in/d.mov"), PurePath("d"), "file not found")]
     assert clip_conflicts(jobs, out, (OutputKind.MAP, OutputKind.MASK)) == [
         f"{out / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
         f"{out / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'a'}, which holds the frames of in/a.mkv",
@@ -335,8 +337,8 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
     (out / "done" / "000001.png").write_bytes(b"")
     (out / "blocked").write_bytes(b"")
     (out / "file").write_bytes(b"")
-    jobs = [Job(Path(f"in/{name}.mp4"), PurePath(name), clip=True) for name in ("done", "blocked")]
-    jobs.append(Job(Path("in/file/deep.mp4"), PurePath("file/deep"), clip=True))
+    jobs = [Job(Path(f"in/{name}.mp4"), PurePath(name), kind=VIDEO) for name in ("done", "blocked")]
+    jobs.append(Job(Path("in/file/deep.mp4"), PurePath("file/deep"), kind=VIDEO))
     assert clip_conflicts(jobs, out) == [
         f"{out / 'blocked'} is a file, but a folder must go there for the frames of in/blocked.mp4",
         f"{out / 'file'} is a file, but a folder must go there for the frames of in/file/deep.mp4",
@@ -410,7 +412,7 @@ def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_
 
 def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_path):
     out = tmp_path / "out"
-    jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), clip=True),
+    jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), kind=ANIMATION),
             Job(tmp_path / "x.png", PurePath("Animeface-Seg-Manifest.JSONL/x"))]
     folding = Plan(jobs, OutputSpec(out, (OutputKind.MAP,), review=True), names=NameRule(folds_case=True))
     assert [text for text, _ in check(folding)] == [
@@ -452,7 +454,7 @@ def test_output_spec_gives_a_clip_frames_videos_or_both_as_encode_says():
     """One spec answers where each output of a job goes: a still's files whatever ``encode`` says; a clip's frame
     folders, its videos (``<kind>_video``) or both, and each frame's files only where frames are written."""
     out, kinds = Path("out"), (OutputKind.MAP, OutputKind.MASK)
-    clip, still = Job(Path("in/c.gif"), PurePath("a/c"), clip=True), Job(Path("in/s.png"), PurePath("s"))
+    clip, still = Job(Path("in/c.gif"), PurePath("a/c"), kind=ANIMATION), Job(Path("in/s.png"), PurePath("s"))
     frames, video, both = (OutputSpec(out, kinds, encode=encode) for encode in ("frames", "video", "both"))
     assert frames.outputs(clip) == {OutputKind.MAP: out / "a/c", OutputKind.MASK: out / "a/c"}
     assert video.outputs(clip) == {"map_video": out / "a/c.mkv", "mask_video": out / "a/c_mask.mkv"}

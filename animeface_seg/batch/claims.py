@@ -70,7 +70,7 @@ class OutputClaims:
     def claim(self, job: Job) -> list[tuple[str, str]]:
         """Claim every output of ``job`` (a clip's frame folders); the conflicts it makes (also kept in ``conflicts``)."""
         before = len(self.conflicts)
-        if job.clip:
+        if job.kind.streams_frames:
             folders = self.spec.frame_folders(job)
             for path, kind in {path: kind for kind, path in reversed(folders.items())}.items():
                 self._claim_frames(path, job, kind)
@@ -84,13 +84,13 @@ class OutputClaims:
 
     def _planned(self, job: Job) -> list[tuple[OutputKind, Path]]:
         """Every path ``job`` claims: a clip's frame folders and videos, a still's files."""
-        if job.clip:
+        if job.kind.streams_frames:
             return [*self.spec.frame_folders(job).items(), *self.spec.videos(job).items()]
         return list(self.spec.outputs(job).items())
 
     def is_folder(self, path: Path, job: Job) -> bool:
         """Whether a claimed ``path`` of ``job`` is a folder (a clip's frames) rather than a file."""
-        return job.clip and path not in self.video_files
+        return job.kind.streams_frames and path not in self.video_files
 
     def claimants(self, job: Job) -> set[Job]:
         """The jobs whose claims the outputs of ``job`` would meet: the same names, or a file, folder or clip
@@ -223,7 +223,7 @@ def _inside(inner: tuple[Path, Job, OutputKind], clip: tuple[Path, Job, OutputKi
 
 
 def _what(claim: tuple[Path, Job, OutputKind]) -> str:
-    if claim[1].clip:
+    if claim[1].kind.streams_frames:
         return f"the frames of {shown(claim[1].source)}"
     return f"the {claim[2]} of {shown(claim[1].source)}"
 

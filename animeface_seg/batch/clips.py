@@ -21,7 +21,7 @@ from animeface_seg.batch.encode import ClipEncoder
 from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, failed_outcome
 from animeface_seg.batch.spec import OutputSpec
-from animeface_seg.engine.frames import ClipInfo, open_frames, video_packets
+from animeface_seg.engine.frames import ClipInfo
 from animeface_seg.engine.segmentor import Segmentation
 
 
@@ -33,24 +33,9 @@ def selected_frames(info: ClipInfo, step: int) -> range | None:
     return range(1, info.frame_count + 1, step)
 
 
-def planned_frames(job: Job, step: int) -> tuple[ClipInfo, range] | None:
-    """The clip's header and the frame numbers a run with ``step`` writes, without decoding: from the header,
-    or for a video whose header does not count its frames (Matroska, WebM) from its packets; ``None``
-    when that cannot be known so (an unreadable file: decoding says what is wrong)."""
-    try:
-        with open_frames(job.source, max_pixels=None) as clip:
-            info = clip.info
-        count = info.frame_count
-        if count is None and job.video:
-            count = video_packets(job.source)
-    except Exception:  # noqa: BLE001 - decoding reports what is wrong with the file
-        return None
-    return (info, range(1, count + 1, step)) if count else None
-
-
 def frame_sets(job: Job, spec: OutputSpec) -> list[dict[OutputKind, Path]] | None:
-    """The files of every frame a run with ``spec`` writes for the clip ``job`` (``planned_frames``)."""
-    planned = planned_frames(job, spec.frame_step)
+    """The files of every frame a run with ``spec`` writes for the clip ``job`` (its kind's ``planned_frames``)."""
+    planned = job.kind.planned_frames(job.source, spec.frame_step)
     return None if planned is None else [spec.frame_outputs(job, number) for number in planned[1]]
 
 

@@ -21,14 +21,8 @@ from pathlib import Path, PurePath
 from typing import BinaryIO, TextIO
 
 from animeface_seg.batch.display import shown
-from animeface_seg.engine.frames import VIDEO_EXTENSIONS
-
-#: Extensions taken when walking a folder, compared lower-cased; a file named explicitly is taken regardless.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-)
-#: Everything a folder walk takes: images (some may be animations) and videos.
-INPUT_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+from animeface_seg.batch.inputs import STILL, InputKind
+from animeface_seg.batch.inputs import extensions as input_extensions
 
 #: How many names an error message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -47,11 +41,9 @@ class Job:
     skip_reason: str | None = None
     identity: Identity | None = field(default=None, compare=False)
     """The file's ``(st_dev, st_ino)`` when it exists, to recognise it under other names."""
-    clip: bool = False
-    """Whether the input holds many frames (a video, an animation), so its outputs are folders of
-    frames; the plan sets it from the file's header (``plan.recognise``), discovery never opens a file."""
-    video: bool = False
-    """Whether the file is a video container (read through PyAV), by its content (``plan.recognise``)."""
+    kind: InputKind = STILL
+    """What the input is (``batch/inputs``: a still, an animation, a video, ...), which every stage asks; the
+    plan sets it from the file's header (``plan.recognise``), discovery never opens a file."""
 
     @property
     def runnable(self) -> bool:
@@ -154,7 +146,8 @@ def _expand_stdin(inputs: Sequence[str], stdin: TextIO | None, null: bool) -> li
 
 
 def _is_input_name(name: str) -> bool:
-    return PurePath(name).suffix.lower() in INPUT_EXTENSIONS
+    """Whether a folder walk takes the file: its extension is one of an input kind's (``batch.inputs.extensions``)."""
+    return PurePath(name).suffix.lower() in input_extensions()
 
 
 class _Walk:
@@ -304,7 +297,7 @@ def _nothing_found(inputs: Sequence[str], args: Sequence[str], out_dir: Path, re
     searched = ", ".join(shown(arg) for arg in args[:_MAX_LISTED])
     if len(args) > _MAX_LISTED:
         searched += f" and {len(args) - _MAX_LISTED} more"
-    extensions = ", ".join(sorted(INPUT_EXTENSIONS))
+    extensions = ", ".join(sorted(input_extensions()))
     depth = "; subfolders were not searched (--no-recursive)" if not recursive else ""
     return (
         f"no images found in: {searched} (looked for {extensions}, in any letter case; hidden files and"

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from animeface_seg.batch.clips import ClipTally, selected_frames
@@ -33,6 +34,55 @@ from animeface_seg.engine.segmentor import Segmentation, Segmentor
 _POLL = 0.25
 #: The end of a clip's frames.
 _END = object()
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """An input's outcome (``None``: a frame written that was not its clip's last); ``arrived`` when it also ends
+    the input's decoding (settled before decoding, or a clip's decoding ended), not when a write settles it."""
+
+    outcome: Outcome | None
+    arrived: bool
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A still or a frame, decoded and ready for a batch."""
+
+    item: Decoded
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A clip was opened; the frame numbers it will give, when its header says."""
+
+    job: Job
+    frames: range | None
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A frame of a clip is written, or (not ``written``) was found complete with ``--skip-existing``."""
+
+    job: Job
+    written: bool
+
+
+@dataclass(frozen=True)
+class _Fed:
+    """The source is exhausted after ``count`` jobs."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class _Raised:
+    """The source, or a thread meant never to fail, raised ``error``: the caller's error, raised there."""
+
+    error: BaseException
+
+
+_Event = _Settled | _Decoded | _Opened | _Frame | _Fed | _Raised
 
 
 class FrameProgress(Protocol):
@@ -56,7 +106,7 @@ class _Run:
         self.stages = Stages(segmentor, settings)
         self.progress = progress
         workers, batch = settings.workers, settings.batch_size
-        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         # Jobs handed to the decoding threads and not yet decoded to their end (a clip holds its place
         # until its last frame): one per thread, so no job waits in a queue holding nothing but a place.
         self.job_slots = threading.Semaphore(workers)
@@ -91,34 +141,35 @@ class _Run:
                 count += 1
                 work = self.stages.begin(job)
                 if isinstance(work, Outcome):
-                    self.events.put(("early", work))
+                    self.events.put(_Settled(work, arrived=True))
                 else:
                     if not self._acquire(self.job_slots):
                         return
-                    future = self.decoders.submit(self._decode_clip if job.clip else self._decode, work)
+                    decode = self._decode_clip if job.kind.streams_frames else self._decode
+                    future = self.decoders.submit(decode, work)
                     future.add_done_callback(self._decoded)
                 if self.stop.is_set():
                     return
         except BaseException as exc:  # a failing source is the caller's error, raised there
-            self.events.put(("source_error", exc))
+            self.events.put(_Raised(exc))
         else:
-            self.events.put(("fed", count))
+            self.events.put(_Fed(count))
 
     # -- decoding threads -----------------------------------------------------------------------
     def _decoded(self, future: Future) -> None:
         self.job_slots.release()
         if not future.cancelled() and future.exception() is not None:  # never lose an input
-            self.events.put(("source_error", future.exception()))
+            self.events.put(_Raised(future.exception()))
 
     def _decode(self, work: Work) -> None:
         """A still: decoded within a slot, or its error outcome."""
         if not self._acquire(self.decode_slots):
             return
         try:
-            self.events.put(("decoded", work, self.stages.decode(work)))
+            self.events.put(_Decoded(self.stages.decode(work)))
         except Exception as exc:  # noqa: BLE001 - any failure of one file is that file's error
             self.decode_slots.release()
-            self.events.put(("ended", self.stages.failed(work, exc, "read")))
+            self.events.put(_Settled(self.stages.failed(work, exc, "read"), arrived=True))
 
     def _decode_clip(self, work: Work) -> None:
         """A clip: each frame decoded within a slot and sent on as it comes, so memory stays flat however
@@ -126,10 +177,10 @@ class _Run:
         try:
             clip, tally = self.stages.open_clip(work)
         except Exception as exc:  # noqa: BLE001
-            self.events.put(("ended", self.stages.failed(work, exc, "read")))
+            self.events.put(_Settled(self.stages.failed(work, exc, "read"), arrived=True))
             return
         self.clips.add(tally)
-        self.events.put(("opened", work.job, selected_frames(tally.info, self.stages.spec.frame_step)))
+        self.events.put(_Opened(work.job, selected_frames(tally.info, self.stages.spec.frame_step)))
         failure = None
         with clip:
             items = self.stages.clip_items(clip, tally)
@@ -144,8 +195,8 @@ class _Run:
                     self.decode_slots.release()
                 if item is _END:
                     break
-                self.events.put(("frame", work.job, False) if item is None else ("decoded", work, item))
-        self.events.put(("ended", tally.ended(failure)))
+                self.events.put(_Frame(work.job, False) if item is None else _Decoded(item))
+        self.events.put(_Settled(tally.ended(failure), arrived=True))
 
     # -- calling thread -------------------------------------------------------------------------
     def _run_batch(self, items: list[Decoded]) -> Iterator[Outcome]:
@@ -170,12 +221,12 @@ class _Run:
         try:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - never lose an input: it fails, the run goes on
-            self.events.put(("write_error", exc))
+            self.events.put(_Raised(exc))
             return
         if item.clip is not None:
-            self.events.put(("frame", item.work.job, True))
+            self.events.put(_Frame(item.work.job, True))
         if outcome is not None:
-            self.events.put(("written", outcome))
+            self.events.put(_Settled(outcome, arrived=False))
 
     def outcomes(self) -> Iterator[Outcome]:
         self.feeder.start()
@@ -190,25 +241,21 @@ class _Run:
                 except queue.Empty:
                     event = None
                 batches: list[list[Decoded]] = []
-                if event is not None:
-                    kind = event[0]
-                    if kind in ("early", "written", "ended"):
-                        arrived += kind != "written"
-                        if event[1] is not None:
+                match event:
+                    case _Settled(outcome, arrived=ended):
+                        arrived += ended
+                        if outcome is not None:
                             finished += 1
-                            yield event[1]
-                    elif kind == "decoded":
-                        _, work, item = event
+                            yield outcome
+                    case _Decoded(item):
                         arrived += item.clip is None
                         batches += self.batcher.add(item)
-                    elif kind == "opened" and self.progress is not None:
-                        self.progress.clip_opened(event[1], None if event[2] is None else len(event[2]))
-                    elif kind == "frame" and self.progress is not None:
-                        self.progress.frame_done(event[1], event[2])
-                    elif kind == "fed":
-                        total = event[1]
-                    elif kind in ("source_error", "write_error"):
-                        raise event[1]
+                    case _Fed(count):
+                        total = count
+                    case _Raised(error):
+                        raise error
+                    case _Opened() | _Frame():
+                        self._tell(event)
                 batches += self.batcher.due()
                 if arrived == total:  # nothing is decoding any more: what the batcher holds is all there is
                     batches += self.batcher.drain()
@@ -236,11 +283,20 @@ class _Run:
                 event = self.events.get_nowait()
             except queue.Empty:
                 break
-            if event[0] in ("early", "written", "ended") and event[1] is not None:
-                yield event[1]
-            elif event[0] == "frame" and self.progress is not None:
-                self.progress.frame_done(event[1], event[2])
+            if isinstance(event, _Settled) and event.outcome is not None:
+                yield event.outcome
+            elif isinstance(event, _Frame):
+                self._tell(event)
         self._cut_clips()
+
+    def _tell(self, event: _Opened | _Frame) -> None:
+        """Pass news of a clip on to ``progress``, if anyone listens."""
+        if self.progress is None:
+            return
+        if isinstance(event, _Opened):
+            self.progress.clip_opened(event.job, None if event.frames is None else len(event.frames))
+        else:
+            self.progress.frame_done(event.job, event.written)
 
     def _cut_clips(self) -> None:
         """Drop the videos of clips a stop left unfinished, telling ``progress`` how many frames of each stay."""

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TextIO
 
 from animeface_seg.batch.claims import HINT_FOLDER, HINT_INSIDE_OUT, OutputClaims
+from animeface_seg.batch import inputs
 from animeface_seg.batch.discovery import InputError, Job, discover, folder_identity, identity_of
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.name_rule import NameRule
 from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import is_video_name
-from animeface_seg.engine.sniff import sniff
 
 #: How many conflicts a message lists before summarising the rest.
 _MAX_LISTED = 10
@@ -76,25 +75,29 @@ def make_plan(inputs: Sequence[str], spec: OutputSpec, *, recursive: bool = True
 
 
 def recognise(jobs: Sequence[Job], clips: bool = True) -> list[Job]:
-    """``jobs`` with each runnable file's header read once (``sniff.sniff``), whatever its name: ``clip`` set
-    on videos and animations (with ``clips``), ``video`` on videos, and the ``error`` of a file that is empty,
-    unreadable or neither an image nor a video, so it fails before any network loads. No pixel is decoded."""
+    """``jobs`` with each runnable file's header read once, whatever its name: its ``kind`` (``inputs.recognise``;
+    with ``clips``, videos and animations are clips, without, one picture each), or the ``error`` of a file
+    that is empty, unreadable or of no kind, so it fails before any network loads. No pixel is decoded."""
     return [_recognised(job, clips) if job.runnable else job for job in jobs]
 
 
 def _recognised(job: Job, clips: bool) -> Job:
     try:
-        kind = sniff(job.source)
+        kind = inputs.recognise(job.source, clips)
     except ImageDecodeError as exc:
         return replace(job, error=str(exc))
-    return job if kind == "still" else replace(job, clip=clips, video=kind == "video")
+    return job if kind is job.kind else replace(job, kind=kind)
+
+
+def recognise_names(jobs: Sequence[Job], clips: bool = True) -> list[Job]:
+    """``jobs`` found in object storage, each with the kind its name gives (``inputs.by_name``)."""
+    return [replace(job, kind=inputs.by_name(str(job.source), clips)) for job in jobs]
 
 
 def plan_remote(jobs: list[Job], spec: OutputSpec) -> Plan:
     """A plan for jobs found in object storage: outputs checked against each other, names compared
     exactly (object keys are case-sensitive); there is no local disk to check them against, and no header
-    is read before the cluster starts, so videos are known by their extension there."""
-    jobs = [replace(job, video=is_video_name(str(job.source))) for job in jobs]
+    is read before the cluster starts, so the jobs' kinds come from their names (``recognise_names``)."""
     plan = Plan(jobs, spec)
     conflicts = _planned_outputs(plan).conflicts
     if conflicts:

@@ -54,7 +54,7 @@ class OutputSpec:
     def outputs(self, job: Job) -> dict[OutputKind | str, Path]:
         """Where ``job``'s outputs go: what every stage uses. A clip's are its frame folders (``frame_outputs``
         names each frame's files) and, when encoded, its videos under ``<kind>_video`` (``map_video``, ...)."""
-        if not job.clip:
+        if not job.kind.streams_frames:
             return output_paths(self.out_dir, job.relative, self.kinds, self.layout)
         outputs: dict[OutputKind | str, Path] = {}
         if self.frame_files:

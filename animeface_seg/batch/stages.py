@@ -4,9 +4,11 @@
 with ``--skip-existing``) or turns it into ``Work``; ``decode`` reads it within the memory
 budget and prepares the network input; ``batch_limit`` caps a batch of one padded shape;
 ``segment`` runs such a batch; ``write`` renders every output kind and writes the set all or
-nothing. A clip (``Job.clip``: a video, an animated image) is opened with ``open_clip`` and its
-frames come one at a time from ``clip_items``, each an item of the same batches, networks and
-writes with its own files; the clip's ``ClipTally`` (``clips.py``) gives its one outcome. Every
+nothing. What differs between kinds of input is the job's kind's (``Job.kind``, ``batch/inputs``): how
+a run resumes it, how a still is read; a clip (a kind that ``streams_frames``: a video, an animated
+image) is opened with ``open_clip`` and its frames come one at a time from ``clip_items``, each an
+item of the same batches, networks and writes with its own files; the clip's ``ClipTally``
+(``clips.py``) gives its one outcome. Every
 failure of one input, of any kind, becomes that input's ``error`` outcome, never an exception
 that stops the others. The local pipeline and the watch mode call these from their threads
 (``pipeline.py``), the Ray actors in line (``integrations/ray/actor.py``; they take no clips).
@@ -24,7 +26,7 @@ from pathlib import PurePath
 
 import numpy as np
 
-from animeface_seg.batch.clips import ClipTally, planned_frames
+from animeface_seg.batch.clips import ClipTally
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.encode import ClipEncoder, video_record, video_stale_reason
 from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
@@ -34,9 +36,8 @@ from animeface_seg.batch.signature import Signature, stale_reason
 from animeface_seg.batch.store import LOCAL, OutputStore
 from animeface_seg.batch.writers import write_outputs
 from animeface_seg.engine import memory
-from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
-from animeface_seg.engine.frames import Clip, open_frames
+from animeface_seg.engine.frames import Clip
 from animeface_seg.engine.segmentor import Prepared, Segmentation, Segmentor
 
 
@@ -99,61 +100,40 @@ class Stages:
         if not self.settings.skip_existing:
             return Work(job, outputs)
         try:
-            if job.clip:
-                return self._finished_clip(job, outputs)
-            reason = self._stale(outputs)
-            if reason is None:
-                return Outcome(job, "skipped", outputs, reason=ALREADY_DONE)
+            return job.kind.resume(self, Work(job, outputs))
         except Exception as exc:  # noqa: BLE001 - an unreadable output fails this input alone
             return failed_outcome(job, exc, "read")
-        return Work(job, outputs, reason or None)
 
-    def _stale(self, outputs: dict[OutputKind, PurePath]) -> str | None:
+    def done(self, work: Work, **facts: object) -> Outcome:
+        """The ``skipped`` outcome of work whose outputs are complete already (``facts``: a clip's frames, ...)."""
+        return Outcome(work.job, "skipped", work.outputs, reason=ALREADY_DONE, **facts)
+
+    def stale(self, outputs: dict[OutputKind, PurePath]) -> str | None:
         """Why ``outputs`` must be made again (``""`` when none of them is there yet), or None when done."""
-        reason = stale_reason(outputs, self.signature, self.store)
+        reason = self.outdated(outputs)
         if reason is not None and not any(self.store.is_file(path) for path in outputs.values()):
             return ""  # nothing made yet: no news for the record
         return reason
 
-    def _finished_clip(self, job: Job, outputs: dict[OutputKind | str, PurePath]) -> Outcome | Work:
-        """The ``skipped`` outcome of a clip whose outputs are all complete with the run's settings, checked
-        without decoding: every frame it has (``planned_frames``) and its videos (``--encode``: their record,
-        and as many frames as this run writes); else its ``Work``, saying why its videos are made again (a
-        clip whose frames cannot be counted so is opened: the decoding thread checks them one by one)."""
-        planned = planned_frames(job, self.spec.frame_step)
-        if planned is None:
-            return Work(job, outputs)
-        info, numbers = planned
-        videos = self.spec.videos(job)
-        reason = video_stale_reason(videos, self.video_record, len(numbers)) if videos else None
-        if reason is not None:
-            return Work(job, outputs, reason if any(path.is_file() for path in videos.values()) else None)
-        if self.spec.frame_files and any(
-                stale_reason(self.spec.frame_outputs(job, number), self.signature, self.store)
-                for number in numbers):
-            return Work(job, outputs)
-        return Outcome(job, "skipped", outputs, reason=ALREADY_DONE, frames=len(numbers), fps=info.fps,
-                       duration=info.duration)
+    def outdated(self, outputs: dict[OutputKind, PurePath]) -> str | None:
+        """Why ``outputs`` are not all whole with this run's settings record, or None when they are."""
+        return stale_reason(outputs, self.signature, self.store)
+
+    def videos_outdated(self, videos: dict[OutputKind, PurePath], frames: int) -> str | None:
+        """Why a clip's encoded ``videos`` are not all whole with this run's record and ``frames`` frames, or None."""
+        return video_stale_reason(videos, self.video_record, frames)
 
     def decode(self, work: Work, content: bytes | None = None) -> Decoded:
         """Read the job's file (or ``content``, its bytes read elsewhere) within the memory budget; raises."""
         if content is not None and not content:
             raise ImageDecodeError("file is empty (0 bytes)")
         source = work.job.source if content is None else io.BytesIO(content)
-        if work.job.video:  # a video taken as one picture (--first-frame): its first frame
-            with open_frames(source, max_pixels=self.settings.max_pixels, before_load=self.before_frame) as clip:
-                frame = next(iter(clip), None)
-            if frame is None:
-                raise ImageDecodeError("the video holds no frame")
-            image = frame.image
-        else:
-            image = load_rgb(source, max_pixels=self.settings.max_pixels, before_load=self.before_load)
+        image = work.job.kind.read(source, self)
         return Decoded(work, self.segmentor.prepare(image), image if self.keep_source else None)
 
     def open_clip(self, work: Work) -> tuple[Clip, ClipTally]:
         """Open a clip's file (its header only) for ``clip_items``, with the tally of its frames; raises."""
-        clip = open_frames(work.job.source, max_pixels=self.settings.max_pixels, before_load=self.before_frame,
-                           step=self.spec.frame_step)
+        clip = work.job.kind.open(work.job.source, self)
         videos = self.spec.videos(work.job)
         encoder = ClipEncoder(videos, clip.info.fps, self.video_record) if videos else None
         return clip, ClipTally(work.job, work.outputs, clip.info, work.reason, encoder,
@@ -166,7 +146,7 @@ class Stages:
         for frame in clip:
             outputs = self.spec.frame_outputs(tally.job, frame.number)
             if self.settings.skip_existing and tally.encoder is None:  # a video needs every frame segmented
-                reason = self._stale(outputs)
+                reason = self.stale(outputs)
                 if reason is None:
                     tally.kept()
                     yield None

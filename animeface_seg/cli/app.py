@@ -20,7 +20,7 @@ from animeface_seg.batch.naming import Layout
 from animeface_seg.cli import options
 from animeface_seg.cli.exit_codes import ExitCode
 from animeface_seg.cli.hints import with_hint
-from animeface_seg.cli.options import DEFAULT_MAX_PIXELS, Encode, Engine, Size
+from animeface_seg.cli.options import DEFAULT_MAX_PIXELS, Engine, Size
 from animeface_seg.cli.panels import PanelledCommand
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from animeface_seg.batch.discovery import InputError, Job
 from animeface_seg.batch.outcome import Outcome
-from animeface_seg.batch.plan import Plan, make_plan, plan_remote
+from animeface_seg.batch.plan import Plan, make_plan, plan_remote, recognise_names
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.cli.request import RunRequest
 
@@ -183,8 +183,10 @@ class RayRunner(Runner):
             plan = super().plan(stdin)
         else:
             jobs = self.session.discover(r.inputs, r.spec.out_dir, recursive=r.recursive, stdin=stdin)
-            plan = plan_remote(jobs, r.spec)
-        _refuse_clips(plan.jobs, r.spec.first_frame)
+            jobs = recognise_names(jobs, clips=not r.spec.first_frame)
+            _refuse_clips(jobs)
+            return plan_remote(jobs, r.spec)
+        _refuse_clips(plan.jobs)
         return plan
 
     def start(self) -> None:
@@ -209,12 +211,12 @@ class RayRunner(Runner):
         self.session.close()
 
 
-def _refuse_clips(jobs: list[Job], first_frame: bool) -> None:
+def _refuse_clips(jobs: list[Job]) -> None:
     """Raise ``InputError`` (exit 2, before Ray starts) when a clip is among the inputs: the Ray engine
-    takes pictures only (local inputs by their headers; in object storage, videos by their extension)."""
+    takes pictures only (kinds that stream no frames; in object storage, known by their names)."""
     from animeface_seg.batch.display import shown
 
-    clips = [job for job in jobs if job.runnable and (job.clip or (job.video and not first_frame))]
+    clips = [job for job in jobs if job.runnable and job.kind.streams_frames]
     if clips:
         more = f" (and {len(clips) - 1} more)" if len(clips) > 1 else ""
         raise InputError(f"{shown(clips[0].source)}{more}: --engine ray takes no videos or animated images; "

@@ -94,13 +94,15 @@ def is_video_container(head: bytes) -> bool:
     return head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
-def _head(path: str | Path) -> bytes:
-    """A file's first 12 bytes; empty when it cannot be read (the decoder then says why)."""
-    try:
-        with open(path, "rb") as file:
-            return file.read(12)
-    except OSError:
-        return b""
+def read_head(path: str | Path) -> bytes:
+    """A file's first 12 bytes (fewer when it is shorter), read without a buffered file object; raises
+    ``ImageDecodeError`` with a one-line reason (``file not found``, ``permission denied``, ...)."""
+    with decode_errors(path):
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            return os.read(handle, 12)
+        finally:
+            os.close(handle)
 
 
 def open_frames(source: str | Path | BinaryIO, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -116,7 +118,7 @@ def open_frames(source: str | Path | BinaryIO, *, max_pixels: int | None = DEFAU
     if step < 1:
         raise ValueError(f"step must be 1 or more, not {step}")
     check = _Check(max_pixels, before_load)
-    if isinstance(source, (str, Path)) and is_video_container(_head(source)):
+    if isinstance(source, (str, Path)) and is_video_container(_readable_head(source)):
         return _VideoClip(source, check, step)
     position = None if isinstance(source, (str, Path)) else source.tell()
     try:
@@ -125,6 +127,14 @@ def open_frames(source: str | Path | BinaryIO, *, max_pixels: int | None = DEFAU
         if position is not None:
             source.seek(position)
     return _VideoClip(source, check, step)
+
+
+def _readable_head(path: str | Path) -> bytes:
+    """``read_head``, empty when the file cannot be read (the decoder then says why)."""
+    try:
+        return read_head(path)
+    except ImageDecodeError:
+        return b""
 
 
 class _Check:

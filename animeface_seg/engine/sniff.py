@@ -20,9 +20,10 @@ from PIL import Image, UnidentifiedImageError
 
 from animeface_seg.engine.decode import TextChunksTooLarge, decode_errors
 from animeface_seg.engine.errors import ImageDecodeError, UnrecognisedImageError
-from animeface_seg.engine.frames import import_av, is_video_container, is_video_name
+from animeface_seg.engine.frames import import_av, is_video_container, is_video_name, read_head
 
-Kind = Literal["still", "animation", "video"]
+Content = Literal["still", "animation", "video"]
+"""What a file holds, by its header."""
 
 #: Pillow formats whose files may hold many frames, as the clip decoder reads them.
 _ANIMATED_FORMATS = frozenset({"GIF", "PNG", "TIFF"})
@@ -32,11 +33,12 @@ _DAMAGE_ERRORS = (IndexError, TypeError, struct.error)
 _PILLOW_ERRORS = (OSError, SyntaxError, ValueError, EOFError, *_DAMAGE_ERRORS)
 
 
-def sniff(path: str | Path) -> Kind:
-    """What the file at ``path`` holds, from its header; raises ``ImageDecodeError`` with a one-line reason
-    (``file is empty (0 bytes)``, ``permission denied``, ``not a recognised image or video file``, ...)."""
-    with decode_errors(path):
-        head = _head(path)
+def sniff(path: str | Path, head: bytes | None = None) -> Content:
+    """What the file at ``path`` holds, from its header (``head``: its first bytes, when read already, see
+    ``frames.read_head``); raises ``ImageDecodeError`` with a one-line reason (``file is empty (0 bytes)``,
+    ``permission denied``, ``not a recognised image or video file``, ...)."""
+    if head is None:
+        head = read_head(path)
     if not head:
         raise ImageDecodeError("file is empty (0 bytes)")
     if head.startswith(_JPEG):
@@ -56,16 +58,7 @@ def sniff(path: str | Path) -> Kind:
             return _video_kind(file, path)
 
 
-def _head(path: str | Path) -> bytes:
-    """The file's first 12 bytes (fewer when it is shorter), read without a buffered file object."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(handle, 12)
-    finally:
-        os.close(handle)
-
-
-def _pillow_kind(path: str | Path) -> Kind:
+def _pillow_kind(path: str | Path) -> Content:
     """Still or animation by Pillow's header; a header Pillow refuses as too large is a still (its decoder says so)."""
     try:
         with Image.open(path) as image:
@@ -83,7 +76,7 @@ def _pillow_kind(path: str | Path) -> Kind:
         raise ImageDecodeError(f"cannot decode image: {exc or type(exc).__name__}") from None
 
 
-def _video_kind(file: BinaryIO, path: str | Path, container: bool = False) -> Kind:
+def _video_kind(file: BinaryIO, path: str | Path, container: bool = False) -> Content:
     """``video`` when PyAV finds a video stream in the bytes; else ``UnrecognisedImageError``. Without PyAV, a
     video ``container`` by its first bytes, or a file with a video's name, says which extra reads it."""
     try:
@@ -122,7 +115,7 @@ class _Nameless:
         return self._file.tell()
 
 
-def _webp_kind(path: str | Path) -> Kind:
+def _webp_kind(path: str | Path) -> Content:
     """An animation when the WebP file holds two animation frames (``ANMF`` chunks), found by walking its RIFF
     chunks (Pillow would read the whole file to answer)."""
     frames = 0

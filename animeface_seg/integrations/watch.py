@@ -71,8 +71,9 @@ def up_to_date(outputs: dict[OutputKind, Path], source: Path) -> bool:
 def _done(job: Job, spec: OutputSpec, checked: Callable[[Job], bool]) -> bool:
     """Whether every output of ``job`` exists and is newer than it (a clip's: every frame its header counts,
     and its videos), and ``checked`` finds them complete with the run's settings (``--skip-existing``'s rule)."""
-    sets = frame_sets(job, spec) if job.clip else [spec.outputs(job)]
-    sets = [files for files in [*(sets or ()), spec.videos(job) if job.clip and sets else {}] if files]
+    clip = job.kind.streams_frames
+    sets = frame_sets(job, spec) if clip else [spec.outputs(job)]
+    sets = [files for files in [*(sets or ()), spec.videos(job) if clip and sets else {}] if files]
     return bool(sets) and all(up_to_date(files, job.source) for files in sets) and checked(job)
 
 
@@ -338,7 +339,7 @@ class DropFolders:
                 continue
             del self._pending[real]
             self._handed[real] = stamp
-            yield self._claimed(recognise([pending.job])[0], real)  # settled: its header is whole
+            yield self._claimed(recognise([pending.job], not self._spec.first_frame)[0], real)  # settled: its header is whole
 
     def _claimed(self, job: Job, real: Path) -> Job:
         """The job, or a failing one if its outputs meet those of another input that still exists (any kind,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.inputs import KINDS, STILL
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.integrations.ray import records
 from animeface_seg.integrations.ray.storage import Storage, parse_location
@@ -29,12 +30,12 @@ def job_row(index: int, job: Job) -> dict[str, Any]:
     absolute, as workers need not share the command's working folder)."""
     source = job.source.absolute() if isinstance(job.source, Path) else job.source
     return {"index": index, "source": str(source), "relative": json.dumps(list(job.relative.parts)),
-            "video": "video" if job.video else ""}
+            "kind": job.kind.name}
 
 
-def row_job(source: str, relative: str, video: str = "") -> Job:
+def row_job(source: str, relative: str, kind: str = STILL.name) -> Job:
     """The job a row carries."""
-    return Job(parse_location(source), PurePath(*json.loads(relative)), video=bool(video))
+    return Job(parse_location(source), PurePath(*json.loads(relative)), kind=KINDS[kind])
 
 
 def read_inputs(batch: Batch, settings: RunSettings, storage: Storage) -> Batch:
@@ -93,7 +94,7 @@ class SegmentActor:
         for i, content in enumerate(batch["bytes"]):
             if done[i]:
                 continue
-            work = stages.begin(row_job(batch["source"][i], batch["relative"][i], batch["video"][i]))
+            work = stages.begin(row_job(batch["source"][i], batch["relative"][i], batch["kind"][i]))
             if isinstance(work, Outcome):
                 done[i] = records.encode(work)
                 continue

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import TextIO
 
-from animeface_seg.batch.discovery import IMAGE_EXTENSIONS, InputError, Job, discover, read_path_list
+from animeface_seg.batch.discovery import InputError, Job, discover, read_path_list
+from animeface_seg.batch.inputs.still import IMAGE_EXTENSIONS
 from animeface_seg.integrations.ray.storage import Location, Storage, StoragePath, is_uri, parse_location
 
 
