@@ -266,6 +266,7 @@ def test_stream_segments_an_iterator_in_order_without_holding_it(segmentor_keep)
 
 def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, monkeypatch):
     from animeface_seg.batch.discovery import Job
+    from animeface_seg.batch.kinds import select
     from animeface_seg.batch.pipeline import process
     from animeface_seg.batch.settings import RunSettings
     from animeface_seg.batch.stages import Stages
@@ -302,7 +303,8 @@ def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, mo
     monkeypatch.setattr(Stages, "clip_items", counted_items)
     monkeypatch.setattr(Stages, "write", counted_write)
     progress = Progress()
-    settings = RunSettings.decide(tmp_path / "out", "cpu", keep_background=True, batch_size=1, workers=1)
+    settings = RunSettings.decide(tmp_path / "out", "cpu", kinds=select(keep_background=True), batch_size=1,
+                                  workers=1)
     outcomes = list(process([Job(gif, PurePath("long"), clip=True)], segmentor_keep, settings, progress))
     assert [(o.status, o.frames) for o in outcomes] == [("ok", count)], outcomes[0].error
     assert progress.opened == count and state["reported"] == count

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.kinds import select
 from animeface_seg.batch.pipeline import process
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.engine.decode import load_rgb
@@ -129,8 +130,8 @@ def test_live_source_that_blocks_still_gets_its_image_written(segmentor_keep, tm
         yield Job(path, PurePath("first"))
         release.wait(120)  # a watched folder with nothing new
 
-    settings = RunSettings.decide(tmp_path / "out", "cpu", keep_background=True, batch_size=4, workers=1,
-                                  flush_after=0.2)
+    settings = RunSettings.decide(tmp_path / "out", "cpu", kinds=select(keep_background=True), batch_size=4,
+                                  workers=1, flush_after=0.2)
     outcomes = process(live(), segmentor_keep, settings)
     try:
         first = next(outcomes)  # would hang forever if the partial batch waited for company

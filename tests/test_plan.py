@@ -13,7 +13,7 @@ from PIL import Image
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.manifest import MANIFEST_NAME
-from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.naming import Layout
 from animeface_seg.batch.plan import NameRule, Plan, PlanError, check, make_plan
 from conftest import make_image, make_video
 
@@ -248,7 +248,7 @@ def animated_gif(path: Path, frames: int = 2) -> Path:
     return path
 
 
-def clip_conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), layout: Layout = Layout.MIRROR) -> list[str]:
+def clip_conflicts(jobs: list[Job], out: Path, kinds=("map",), layout: Layout = Layout.MIRROR) -> list[str]:
     """The plan's conflict lines for these jobs (names compared exactly)."""
     return [text for text, _ in check(Plan(jobs, out, tuple(kinds), layout, NameRule()))]
 
@@ -287,16 +287,16 @@ def test_the_plan_marks_clips_from_headers_whatever_the_name(tmp_path):
     (src / "gif.png").write_bytes((tmp_path / "gif.gif").read_bytes())
     make_video(src / "video.jpg")
     (src / "one.webm").write_bytes(animated_gif(tmp_path / "one.gif", frames=1).read_bytes())
-    plan = make_plan([str(src), str(src / "missing.mov")], out, [OutputKind.MAP, OutputKind.MASK])
+    plan = make_plan([str(src), str(src / "missing.mov")], out, ["map", "mask"])
     assert {job.source.name: (job.clip, job.video) for job in plan.jobs} == {
         "anim.gif": (True, False), "movie.mkv": (True, True), "photo.png": (False, False),
         "still.gif": (False, False), "lying.webp": (True, False), "gif.png": (True, False),
         "video.jpg": (True, True), "one.webm": (False, False), "missing.mov": (False, False)}
     assert plan.jobs[0].frame_folders(out, plan.kinds, plan.layout) == {
-        OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
+        "map": out / "anim", "mask": out / "anim"}
     # one picture per file: nothing is a clip (a video is still read as one), so a still GIF and a video
     # of one name do collide
-    firsts = make_plan([str(src)], out, [OutputKind.MAP], clips=False).jobs
+    firsts = make_plan([str(src)], out, ["map"], clips=False).jobs
     assert not any(job.clip for job in firsts)
     assert [job.source.name for job in firsts if job.video] == ["movie.mkv", "video.jpg"]
 
@@ -305,7 +305,7 @@ def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "clip.gif", frames=1)
     make_video(src / "clip.mp4")
-    plan = make_plan([str(src)], out, [OutputKind.MAP, OutputKind.MASK])
+    plan = make_plan([str(src)], out, ["map", "mask"])
     assert [(job.source.name, job.clip) for job in plan.jobs] == [("clip.gif", False), ("clip.mp4", True)]
 
 
@@ -315,12 +315,12 @@ def test_frame_folders_meet_files_folders_and_other_clips(tmp_path):
             Job(Path("in/a/b.gif"), PurePath("a/b"), clip=True), Job(Path("in/a.mkv"), PurePath("a"), clip=True),
             Job(Path("in/c.avi"), PurePath("c"), clip=True), Job(Path("in/c_mask.png"), PurePath("c_mask")),
             Job(Path("in/d.mov"), PurePath("d"), "file not found", clip=False)]
-    assert clip_conflicts(jobs, out, (OutputKind.MAP, OutputKind.MASK)) == [
+    assert clip_conflicts(jobs, out, ("map", "mask")) == [
         f"{out / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
         f"{out / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'a'}, which holds the frames of in/a.mkv",
     ]
     # the same clips in the other order, and each kind in its own tree
-    assert clip_conflicts(jobs[3::-1], out, (OutputKind.MAP,), Layout.BY_KIND) == [
+    assert clip_conflicts(jobs[3::-1], out, ("map",), Layout.BY_KIND) == [
         f"{out / 'maps' / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'maps' / 'a'}, which holds "
         f"the frames of in/a.mkv",
         f"{out / 'maps' / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
@@ -344,16 +344,16 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
 def test_frame_outputs_are_numbered_files_in_the_clip_folder():
     from animeface_seg.batch.naming import clip_folders, frame_output_paths
 
-    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)[:4]
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), ["map", "mask", "cutout", "overlay"]
     assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
-        OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
-        OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}
+        "map": out / "a/clip/000001.png", "mask": out / "a/clip/000001_mask.png",
+        "cutout": out / "a/clip/000001_cutout.png", "overlay": out / "a/clip/000001_overlay.png"}
     assert frame_output_paths(out, clip, kinds[:2], Layout.BY_KIND, 1_234_567) == {
-        OutputKind.MAP: out / "maps/a/clip/1234567.png", OutputKind.MASK: out / "masks/a/clip/1234567.png"}
-    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)[OutputKind.MAP].name == "999999.png"
-    assert clip_folders(out, clip, kinds[:2]) == {OutputKind.MAP: out / "a/clip", OutputKind.MASK: out / "a/clip"}
+        "map": out / "maps/a/clip/1234567.png", "mask": out / "masks/a/clip/1234567.png"}
+    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)["map"].name == "999999.png"
+    assert clip_folders(out, clip, kinds[:2]) == {"map": out / "a/clip", "mask": out / "a/clip"}
     assert clip_folders(out, clip, kinds[:2], Layout.BY_KIND) == {
-        OutputKind.MAP: out / "maps/a/clip", OutputKind.MASK: out / "masks/a/clip"}
+        "map": out / "maps/a/clip", "mask": out / "masks/a/clip"}
     with pytest.raises(ValueError, match="start at 1"):
         frame_output_paths(out, clip, kinds, Layout.MIRROR, 0)
 
@@ -400,17 +400,17 @@ def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_
     assert "drop --review" in result.stderr and "fine" not in result.stderr
     assert calls == [] and files_under(tmp_path) == before and not out.exists()
     # Without --review the page's names are free; the manifest's never are.
-    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], out, [OutputKind.MAP])
+    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], out, ["map"])
     assert len(plan.jobs) == 2
     with pytest.raises(PlanError, match="the manifest of OUT goes there"):
-        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], out, [OutputKind.MAP])
+        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], out, ["map"])
 
 
 def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_path):
     out = tmp_path / "out"
     jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), clip=True),
             Job(tmp_path / "x.png", PurePath("Animeface-Seg-Manifest.JSONL/x"))]
-    folding = Plan(jobs, out, (OutputKind.MAP,), names=NameRule(folds_case=True), review=True)
+    folding = Plan(jobs, out, ("map",), names=NameRule(folds_case=True), review=True)
     assert [text for text, _ in check(folding)] == [
         f"{out / 'INDEX.HTML'}: the frames of {tmp_path / 'INDEX.HTML.gif'}, but the review page (--review) goes there",
         (f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "

@@ -11,6 +11,7 @@ import pytest
 
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.batch.discovery import Job
+from animeface_seg.batch.kinds import select
 from animeface_seg.batch.pipeline import process
 from animeface_seg.batch.settings import RunSettings
 from conftest import GOLDEN_CASES, agreement, make_image, read_gray, read_rgb
@@ -67,7 +68,7 @@ def _run_counting(segmentor_keep, folder, out, n) -> tuple[int, int]:
                 state["most"] = max(state["most"], state["pulled"] - state["done"])
             yield Job(path, PurePath(path.stem))
 
-    options = RunSettings.decide(out, "cpu", keep_background=True, batch_size=2, workers=2)
+    options = RunSettings.decide(out, "cpu", kinds=select(keep_background=True), batch_size=2, workers=2)
     tracemalloc.start()
     try:
         for outcome in process(jobs(), segmentor_keep, options):

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-from animeface_seg.batch.naming import CLASS_KINDS, Layout, OutputKind, clip_video_paths, frame_output_paths
+from animeface_seg.batch.kinds import select
+from animeface_seg.batch.naming import Layout, OutputKind, clip_video_paths, frame_output_paths
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 from animeface_seg.engine.memory import Budget
-from animeface_seg.engine.palette import class_index
 
 if TYPE_CHECKING:
     from animeface_seg.batch.discovery import Job
@@ -29,21 +29,6 @@ def default_workers(device_type: str) -> int:
     """
     cores = os.cpu_count() or 1
     return min(8, cores) if device_type == "cuda" else max(1, min(2, cores - 1))
-
-
-def output_kinds(keep_background: bool = False, cutout: bool = False, overlay: bool = False,
-                 class_masks: Iterable[str] = ()) -> tuple[OutputKind, ...]:
-    """What a run writes: the map, the mask unless the background is kept, the optional extras, and
-    one mask per class named in ``class_masks`` (``palette.CLASS_NAMES``; see ``palette.select_classes``)."""
-    kinds = [OutputKind.MAP]
-    if not keep_background:
-        kinds.append(OutputKind.MASK)
-    if cutout:
-        kinds.append(OutputKind.CUTOUT)
-    if overlay:
-        kinds.append(OutputKind.OVERLAY)
-    kinds += [CLASS_KINDS[class_index(name)] for name in dict.fromkeys(class_masks)]
-    return tuple(kinds)
 
 
 @dataclass(frozen=True)
@@ -69,12 +54,15 @@ class RunSettings:
     ``batch/encode.py``) or ``both``."""
 
     @classmethod
-    def decide(cls, out_dir: Path, device_type: str, *, keep_background: bool = False, cutout: bool = False,
-               overlay: bool = False, class_masks: Iterable[str] = (), batch_size: int | None = None,
-               workers: int | None = None, skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    def decide(cls, out_dir: Path, device_type: str, *, kinds: Iterable[OutputKind] | None = None,
+               batch_size: int | None = None, workers: int | None = None, skip_existing: bool = False,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
                flush_after: float = DEFAULT_FLUSH_AFTER, layout: Layout = Layout.MIRROR,
                memory_budget: int | None = None, frame_step: int = 1, encode: str = "frames") -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
+
+        ``kinds`` is what the run writes, selected once by the caller (``batch.kinds.select``); ``None``: the
+        default selection (map and mask).
 
         ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the default of the machine
         the work runs on (a share of its memory available when the stages start).
@@ -84,7 +72,7 @@ class RunSettings:
 
         return cls(
             out_dir=out_dir,
-            kinds=output_kinds(keep_background, cutout, overlay, class_masks),
+            kinds=select() if kinds is None else tuple(kinds),
             batch_size=max(1, batch_size or default_batch_size(device_type)),
             workers=max(1, workers or default_workers(device_type)),
             skip_existing=skip_existing,

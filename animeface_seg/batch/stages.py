@@ -27,7 +27,8 @@ import numpy as np
 from animeface_seg.batch.clips import ClipTally, planned_frames
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.encode import ClipEncoder, video_record, video_stale_reason
-from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
+from animeface_seg.batch.kinds import memory_terms, needs_source
+from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.signature import Signature, stale_reason
@@ -76,7 +77,7 @@ class Stages:
         self.segmentor = segmentor
         self.settings = settings
         self.store = store
-        self.keep_source = any(kind in NEEDS_SOURCE for kind in settings.kinds)
+        self.keep_source = needs_source(settings.kinds)
         self.signature = Signature.of(segmentor, layout=settings.layout)
         self.png_info = self.signature.png_info()
         self.video_record = video_record(self.signature, settings.frame_step)
@@ -85,7 +86,7 @@ class Stages:
         self.budget = settings.memory_budget or memory.machine_budget(device_type, int(index) if index else None)
         self._estimate = functools.partial(
             memory.estimate, device_type=device_type, remove_background=segmentor.remove_background,
-            output_size=segmentor.output_size, kinds=settings.kinds)
+            output_size=segmentor.output_size, **memory_terms(settings.kinds))
         self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
         self.before_frame = functools.partial(memory.check, budget=self.budget, estimate=self._estimate)
 

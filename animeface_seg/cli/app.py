@@ -273,12 +273,12 @@ def command(
 
             if problem := review_problem(output):
                 raise _fail(problem)
-        from animeface_seg.batch.settings import output_kinds
+        from animeface_seg.batch.kinds import select
         from animeface_seg.cli.request import RunRequest
         from animeface_seg.cli.run import SetupFailed, execute
 
         request = RunRequest(
-            inputs=inputs, output=output, kinds=output_kinds(keep_background, cutout, overlay, classes),
+            inputs=inputs, output=output, kinds=select(classes, keep_background=keep_background, cutout=cutout, overlay=overlay),
             class_masks=classes, mode="watch" if watch else engine.value, keep_background=keep_background,
             size=size.value, cutout=cutout, overlay=overlay, skip_existing=skip_existing, recursive=recursive,
             device=device, precision=precision, runtime=runtime, batch_size=batch_size, workers=workers, unet=unet, abg=abg,

@@ -97,8 +97,7 @@ def execute(request: RunRequest, env: Environment) -> ExitCode:
         _close(runner)
         raise
 
-    settings = RunSettings.decide(request.output, runner.device_type, keep_background=request.keep_background,
-                                  cutout=request.cutout, overlay=request.overlay, class_masks=request.class_masks,
+    settings = RunSettings.decide(request.output, runner.device_type, kinds=request.kinds,
                                   batch_size=request.batch_size,
                                   workers=request.workers, skip_existing=request.skip_existing,
                                   max_pixels=request.max_pixels, layout=request.layout,
