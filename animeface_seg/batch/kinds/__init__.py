@@ -13,8 +13,11 @@ from types import MappingProxyType
 
 from animeface_seg.batch.kinds.classes import CLASS_KINDS
 from animeface_seg.batch.kinds.maps import MAP, MASK
-from animeface_seg.batch.kinds.record import Kind
+from animeface_seg.batch.kinds.record import LOSSLESS, WEB_ALPHA, Kind, VideoFormat, always, by_name, unless, when
 from animeface_seg.batch.kinds.source import CUTOUT, OVERLAY
+
+__all__ = ["KINDS", "LOSSLESS", "WEB_ALPHA", "Kind", "VideoFormat", "always", "by_name", "kind_named", "memory_terms",
+           "needs_source", "register", "select", "unless", "unregister", "when"]
 
 #: The built-in kinds, in the order a run lists its outputs.
 _BUILT_IN: tuple[Kind, ...] = (MAP, MASK, CUTOUT, OVERLAY, *CLASS_KINDS)
