@@ -19,7 +19,7 @@ from animeface_seg.batch.kinds.source import CUTOUT, OVERLAY
 __all__ = ["KINDS", "LOSSLESS", "WEB_ALPHA", "Kind", "VideoFormat", "always", "by_name", "kind_named", "memory_terms",
            "needs_source", "register", "select", "unless", "unregister", "when"]
 
-#: The built-in kinds, in the order a run lists its outputs.
+#: The built-in kinds, in the order a run lists its outputs (those asked for by name in the order asked).
 _BUILT_IN: tuple[Kind, ...] = (MAP, MASK, CUTOUT, OVERLAY, *CLASS_KINDS)
 
 _registry: dict[str, Kind] = {kind.name: kind for kind in _BUILT_IN}
@@ -28,7 +28,8 @@ KINDS: Mapping[str, Kind] = MappingProxyType(_registry)
 
 
 def register(kind: Kind) -> Kind:
-    """Add ``kind`` after the kinds already registered (a run lists it in that order); its name must be new."""
+    """Add ``kind`` after the kinds already registered (a run lists it in that order); its name must be new.
+    It lives in this process only: Ray workers know the kinds of ``_BUILT_IN``."""
     if kind.name in _registry:
         raise ValueError(f"an output kind named {kind.name!r} is already registered")
     _registry[kind.name] = kind
