@@ -60,7 +60,7 @@ def _command(src: Path, out: Path, weights_dir: str, extra: list[str]) -> list[s
 
 
 def main() -> None:
-    from animeface_seg.batch.settings import output_kinds
+    from animeface_seg.batch.kinds import memory_terms, select
     from animeface_seg.engine import memory
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,12 +86,12 @@ def main() -> None:
             for name in args.combos:
                 extra = COMBOS[name]
                 peak = _peak(_command(folder, root / f"out-{size}-{len(rows)}", args.weights_dir, extra))
-                kinds = output_kinds("--keep-background" not in extra, "--cutout" in extra, "--overlay" in extra,
-                                     ("background", "hair", "eye", "mouth", "face", "skin", "clothes")
-                                     if "--class-masks" in extra else ())
+                kinds = select(("background", "hair", "eye", "mouth", "face", "skin", "clothes")
+                               if "--class-masks" in extra else (), remove_background="--keep-background" not in extra,
+                               cutout="--cutout" in extra, overlay="--overlay" in extra)
                 need = memory.estimate(width, height, "RGB", remove_background="--keep-background" not in extra,
                                        output_size="processed" if "processed" in extra else "original",
-                                       kinds=kinds)
+                                       **memory_terms(kinds))
                 rows.append({"case": f"{size} {name}", "growth_bytes": peak - baseline, "estimate_bytes": need.host,
                              "stages": need.stages})
                 print(f"{size:>10} {name:16s} growth {(peak - baseline) / 2**30:5.2f} GB, "

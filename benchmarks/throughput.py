@@ -48,7 +48,8 @@ import torch
 from PIL import Image
 
 from animeface_seg import Segmentor
-from animeface_seg.batch.settings import RunSettings, output_kinds
+from animeface_seg.batch.kinds import select
+from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.cli.process_setup import configure_process
 from animeface_seg.batch.writers import PNG_COMPRESS_LEVEL
@@ -266,7 +267,7 @@ def main() -> None:
     os.environ.setdefault("ANIMEFACE_SEG_CACHE", str(work / "cache"))  # the stand-ins' exports stay out of ~/.cache
     weights = args.weights_dir or stand_in_weights(work / "weights")
     device = select_device(args.device)
-    settings = RunSettings.decide(OutputSpec(work, output_kinds()), device.type, batch_size=args.batch_size,
+    settings = RunSettings.decide(OutputSpec(work, select()), device.type, batch_size=args.batch_size,
                                   workers=args.workers)
     batch_size, workers = settings.batch_size, settings.workers
     extra = ["--batch-size", str(batch_size), "--workers", str(workers)]

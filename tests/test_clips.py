@@ -210,13 +210,13 @@ def test_skip_existing_skips_a_finished_clip_and_finishes_a_cut_one(run_cli, tmp
 
 def test_watch_source_hands_over_a_clip_once_it_has_settled(tmp_path):
     pytest.importorskip("watchfiles")
-    from animeface_seg.batch.settings import output_kinds
+    from animeface_seg.batch.kinds import select
     from animeface_seg.batch.spec import OutputSpec
     from animeface_seg.integrations.watch import DropFolders
 
     src = tmp_path / "in"
     src.mkdir()
-    drop = DropFolders([str(src)], OutputSpec(tmp_path / "out", output_kinds()), settle=0.3)
+    drop = DropFolders([str(src)], OutputSpec(tmp_path / "out", select()), settle=0.3)
     drop.start()
     got: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
@@ -268,8 +268,9 @@ def test_stream_segments_an_iterator_in_order_without_holding_it(segmentor_keep)
 def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, monkeypatch):
     from animeface_seg.batch.discovery import Job
     from animeface_seg.batch.inputs import ANIMATION
+    from animeface_seg.batch.kinds import select
     from animeface_seg.batch.pipeline import process
-    from animeface_seg.batch.settings import RunSettings, output_kinds
+    from animeface_seg.batch.settings import RunSettings
     from animeface_seg.batch.spec import OutputSpec
     from animeface_seg.batch.stages import Stages
 
@@ -305,7 +306,7 @@ def test_frames_in_flight_do_not_grow_with_the_clip(segmentor_keep, tmp_path, mo
     monkeypatch.setattr(Stages, "clip_items", counted_items)
     monkeypatch.setattr(Stages, "write", counted_write)
     progress = Progress()
-    spec = OutputSpec(tmp_path / "out", output_kinds(remove_background=False))
+    spec = OutputSpec(tmp_path / "out", select(remove_background=False))
     settings = RunSettings.decide(spec, "cpu", batch_size=1, workers=1)
     outcomes = list(process([Job(gif, PurePath("long"), kind=ANIMATION)], segmentor_keep, settings, progress))
     assert [(o.status, o.frames) for o in outcomes] == [("ok", count)], outcomes[0].error

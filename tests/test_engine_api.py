@@ -14,7 +14,8 @@ from PIL import Image
 
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.pipeline import process
-from animeface_seg.batch.settings import RunSettings, output_kinds
+from animeface_seg.batch.kinds import select
+from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.engine.errors import ImageDecodeError
@@ -130,7 +131,7 @@ def test_live_source_that_blocks_still_gets_its_image_written(segmentor_keep, tm
         yield Job(path, PurePath("first"))
         release.wait(120)  # a watched folder with nothing new
 
-    spec = OutputSpec(tmp_path / "out", output_kinds(remove_background=False))
+    spec = OutputSpec(tmp_path / "out", select(remove_background=False))
     settings = RunSettings.decide(spec, "cpu", batch_size=4, workers=1, flush_after=0.2)
     outcomes = process(live(), segmentor_keep, settings)
     try:

@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.writers import render
 from animeface_seg.engine import geometry
 from animeface_seg.engine.geometry import device
@@ -114,13 +113,13 @@ def test_cutout_and_overlay_use_the_same_grid():
     result = Segmentation(classes.numpy(), colors, (mask.numpy() * 255).astype(np.uint8), original, processed,
                           (0.5,) * 7, 0.5)
     source = np.zeros((*original, 3), dtype=np.uint8)
-    alpha = np.array(render(result, OutputKind.CUTOUT, source))[..., 3]
+    alpha = np.array(render(result, "cutout", source))[..., 3]
     expected = device.resize_mask(mask, original).mul(255).round().numpy()
     assert np.abs(alpha.astype(int) - expected).max() <= 1
     big_map = device.resize_classes(classes, original).numpy()
     assert ((alpha >= 128) == (big_map == 1)).mean() > 0.999
     source = np.full((*original, 3), 200, dtype=np.uint8)
-    overlay = np.array(render(result, OutputKind.OVERLAY, source))
+    overlay = np.array(render(result, "overlay", source))
     assert overlay.shape == (*processed, 3) and (overlay[classes.numpy() == 0] == 100).all()
 
 

@@ -18,7 +18,7 @@ from animeface_seg.batch.discovery import (
     read_path_list,
 )
 from animeface_seg.batch.inputs.still import IMAGE_EXTENSIONS
-from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.naming import Layout
 from animeface_seg.batch.name_rule import NameRule
 from animeface_seg.batch.plan import Plan, PlanError, check, make_plan
 from animeface_seg.batch.spec import OutputSpec
@@ -128,7 +128,7 @@ def test_outputs_inside_the_input_folder_are_not_taken_and_named_ones_are_refuse
     # Named explicitly, a file inside OUT is a job; the plan refuses it (outputs could replace it).
     assert relatives(discover([str(src / "a.png"), str(out / "a_mask.png")], out)) == ["a", "a_mask"]
     with pytest.raises(PlanError) as raised:
-        make_plan([str(src / "a.png"), str(out / "a_mask.png")], OutputSpec(out, (OutputKind.MAP,)))
+        make_plan([str(src / "a.png"), str(out / "a_mask.png")], OutputSpec(out, ("map",)))
     assert raised.value.conflicts == [
         f"{out / 'a_mask.png'} is inside the output folder {out}; outputs written there could replace it",
         f"{out / 'a_mask.png'}: the map of {out / 'a_mask.png'} would overwrite an input (the same file)",
@@ -233,7 +233,7 @@ def test_empty_stdin_list_is_reported() -> None:
         discover(["-"], Path("out"), stdin=io.StringIO("\n\n"))
 
 
-def conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), names: NameRule = NameRule(),
+def conflicts(jobs: list[Job], out: Path, kinds=("map",), names: NameRule = NameRule(),
               layout: Layout = Layout.MIRROR) -> list[str]:
     """The plan's conflict lines for these jobs."""
     return [text for text, _ in check(Plan(jobs, OutputSpec(out, tuple(kinds), layout), names))]
@@ -242,7 +242,7 @@ def conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), names: NameRu
 def test_same_name_with_different_extensions_collides(src: Path, out: Path) -> None:
     touch(src, "x.jpg", "x.png", "y.png")
     with pytest.raises(PlanError) as raised:
-        make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,)))
+        make_plan([str(src)], OutputSpec(out, ("map",)))
     message = str(raised.value)
     assert f"{out / 'x.png'}: the map of {src / 'x.jpg'} and the map of {src / 'x.png'}" in message
     assert "rename" in message
@@ -276,7 +276,7 @@ def test_name_rule_probe_finds_this_file_system_exact(tmp_path: Path) -> None:
 def test_outputs_of_every_kind_and_folders_are_checked(out: Path) -> None:
     jobs = [Job(Path("in/x.png"), PurePath("x")), Job(Path("in/x_mask.png"), PurePath("x_mask")),
             Job(Path("in/a.jpg"), PurePath("a")), Job(Path("in/a.png/b.jpg"), PurePath("a.png/b"))]
-    kinds = (OutputKind.MAP, OutputKind.MASK)
+    kinds = ("map", "mask")
     assert conflicts(jobs, out, kinds) == [
         f"{out / 'x_mask.png'}: the mask of in/x.png and the map of in/x_mask.png",
         f"{out / 'a.png'}: the map of in/a.jpg, but a folder must go there for the map of in/a.png/b.jpg",
@@ -296,19 +296,19 @@ def test_existing_folder_or_file_in_the_way_is_a_conflict(tmp_path: Path, out: P
 
 def test_same_name_in_different_folders_does_not_collide(src: Path, out: Path) -> None:
     touch(src, "a/x.png", "b/x.png")
-    assert relatives(make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,))).jobs) == ["a/x", "b/x"]
+    assert relatives(make_plan([str(src)], OutputSpec(out, ("map",))).jobs) == ["a/x", "b/x"]
 
 
 def test_same_name_from_two_folders_given_separately_collides(tmp_path: Path, out: Path) -> None:
     touch(tmp_path, "one/x.png", "two/x.png")
     with pytest.raises(PlanError, match="common parent folder"):
-        make_plan([str(tmp_path / "one"), str(tmp_path / "two")], OutputSpec(out, (OutputKind.MAP,)))
+        make_plan([str(tmp_path / "one"), str(tmp_path / "two")], OutputSpec(out, ("map",)))
 
 
 def test_conflict_message_is_capped() -> None:
     jobs = [Job(Path(f"{i}{ext}"), PurePath(str(i))) for i in range(12) for ext in (".png", ".jpg")]
     with pytest.raises(PlanError) as raised:
-        raise PlanError(check(Plan(jobs, OutputSpec(Path("out"), (OutputKind.MAP,)))))
+        raise PlanError(check(Plan(jobs, OutputSpec(Path("out"), ("map",)))))
     message = str(raised.value)
     assert "  out/9.png: the map of 9.png and the map of 9.jpg" in message
     assert "10.png" not in message

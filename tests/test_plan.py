@@ -14,7 +14,7 @@ from PIL import Image
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.inputs import ANIMATION, FIRST_FRAME, VIDEO
 from animeface_seg.batch.manifest import MANIFEST_NAME
-from animeface_seg.batch.naming import Layout, OutputKind
+from animeface_seg.batch.naming import Layout
 from animeface_seg.batch.name_rule import NameRule
 from animeface_seg.batch.plan import Plan, PlanError, check, make_plan
 from animeface_seg.batch.spec import OutputSpec
@@ -251,7 +251,7 @@ def animated_gif(path: Path, frames: int = 2) -> Path:
     return path
 
 
-def clip_conflicts(jobs: list[Job], out: Path, kinds=(OutputKind.MAP,), layout: Layout = Layout.MIRROR) -> list[str]:
+def clip_conflicts(jobs: list[Job], out: Path, kinds=("map",), layout: Layout = Layout.MIRROR) -> list[str]:
     """The plan's conflict lines for these jobs (names compared exactly)."""
     return [text for text, _ in check(Plan(jobs, OutputSpec(out, tuple(kinds), layout), NameRule()))]
 
@@ -290,16 +290,16 @@ def test_the_plan_marks_clips_from_headers_whatever_the_name(tmp_path):
     (src / "gif.png").write_bytes((tmp_path / "gif.gif").read_bytes())
     make_video(src / "video.jpg")
     (src / "one.webm").write_bytes(animated_gif(tmp_path / "one.gif", frames=1).read_bytes())
-    plan = make_plan([str(src), str(src / "missing.mov")], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
+    plan = make_plan([str(src), str(src / "missing.mov")], OutputSpec(out, ("map", "mask")))
     assert {job.source.name: (job.kind.streams_frames, job.kind.name) for job in plan.jobs} == {
         "anim.gif": (True, "animation"), "movie.mkv": (True, "video"), "photo.png": (False, "still"),
         "still.gif": (False, "still"), "lying.webp": (True, "animation"), "gif.png": (True, "animation"),
         "video.jpg": (True, "video"), "one.webm": (False, "still"), "missing.mov": (False, "still")}
     assert plan.spec.frame_folders(plan.jobs[0]) == {
-        OutputKind.MAP: out / "anim", OutputKind.MASK: out / "anim"}
+        "map": out / "anim", "mask": out / "anim"}
     # one picture per file: nothing is a clip (a video is still read as one), so a still GIF and a video
     # of one name do collide
-    firsts = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP,), first_frame=True)).jobs
+    firsts = make_plan([str(src)], OutputSpec(out, ("map",), first_frame=True)).jobs
     assert not any(job.kind.streams_frames for job in firsts)
     assert [job.source.name for job in firsts if job.kind is FIRST_FRAME] == ["movie.mkv", "video.jpg"]
 
@@ -308,7 +308,7 @@ def test_a_single_frame_gif_beside_a_video_is_a_still_beside_a_folder(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     animated_gif(src / "clip.gif", frames=1)
     make_video(src / "clip.mp4")
-    plan = make_plan([str(src)], OutputSpec(out, (OutputKind.MAP, OutputKind.MASK)))
+    plan = make_plan([str(src)], OutputSpec(out, ("map", "mask")))
     assert [(job.source.name, job.kind.streams_frames) for job in plan.jobs] == [("clip.gif", False),
                                                                                  ("clip.mp4", True)]
 
@@ -319,12 +319,12 @@ def test_frame_folders_meet_files_folders_and_other_clips(tmp_path):
             Job(Path("in/a/b.gif"), PurePath("a/b"), kind=ANIMATION), Job(Path("in/a.mkv"), PurePath("a"), kind=VIDEO),
             Job(Path("in/c.avi"), PurePath("c"), kind=VIDEO), Job(Path("in/c_mask.png"), PurePath("c_mask")),
             Job(Path("in/d.mov"), PurePath("d"), "file not found")]
-    assert clip_conflicts(jobs, out, (OutputKind.MAP, OutputKind.MASK)) == [
+    assert clip_conflicts(jobs, out, ("map", "mask")) == [
         f"{out / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
         f"{out / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'a'}, which holds the frames of in/a.mkv",
     ]
     # the same clips in the other order, and each kind in its own tree
-    assert clip_conflicts(jobs[3::-1], out, (OutputKind.MAP,), Layout.BY_KIND) == [
+    assert clip_conflicts(jobs[3::-1], out, ("map",), Layout.BY_KIND) == [
         f"{out / 'maps' / 'a' / 'b'}: the frames of in/a/b.gif, inside {out / 'maps' / 'a'}, which holds "
         f"the frames of in/a.mkv",
         f"{out / 'maps' / 'x.png'}: the map of in/x.jpg, but a folder must go there for the frames of in/x.png.mp4",
@@ -348,16 +348,16 @@ def test_a_frame_folder_on_disk_is_resumed_but_a_file_there_is_a_conflict(tmp_pa
 def test_frame_outputs_are_numbered_files_in_the_clip_folder():
     from animeface_seg.batch.naming import clip_folders, frame_output_paths
 
-    out, clip, kinds = Path("OUT"), PurePath("a/clip"), list(OutputKind)[:4]
+    out, clip, kinds = Path("OUT"), PurePath("a/clip"), ("map", "mask", "cutout", "overlay")
     assert frame_output_paths(out, clip, kinds, Layout.MIRROR, 1) == {
-        OutputKind.MAP: out / "a/clip/000001.png", OutputKind.MASK: out / "a/clip/000001_mask.png",
-        OutputKind.CUTOUT: out / "a/clip/000001_cutout.png", OutputKind.OVERLAY: out / "a/clip/000001_overlay.png"}
+        "map": out / "a/clip/000001.png", "mask": out / "a/clip/000001_mask.png",
+        "cutout": out / "a/clip/000001_cutout.png", "overlay": out / "a/clip/000001_overlay.png"}
     assert frame_output_paths(out, clip, kinds[:2], Layout.BY_KIND, 1_234_567) == {
-        OutputKind.MAP: out / "maps/a/clip/1234567.png", OutputKind.MASK: out / "masks/a/clip/1234567.png"}
-    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)[OutputKind.MAP].name == "999999.png"
-    assert clip_folders(out, clip, kinds[:2]) == {OutputKind.MAP: out / "a/clip", OutputKind.MASK: out / "a/clip"}
+        "map": out / "maps/a/clip/1234567.png", "mask": out / "masks/a/clip/1234567.png"}
+    assert frame_output_paths(out, clip, ["map"], "mirror", 999_999)["map"].name == "999999.png"
+    assert clip_folders(out, clip, kinds[:2]) == {"map": out / "a/clip", "mask": out / "a/clip"}
     assert clip_folders(out, clip, kinds[:2], Layout.BY_KIND) == {
-        OutputKind.MAP: out / "maps/a/clip", OutputKind.MASK: out / "masks/a/clip"}
+        "map": out / "maps/a/clip", "mask": out / "masks/a/clip"}
     with pytest.raises(ValueError, match="start at 1"):
         frame_output_paths(out, clip, kinds, Layout.MIRROR, 0)
 
@@ -404,17 +404,17 @@ def test_outputs_on_the_review_page_or_the_manifest_are_refused_before_anything_
     assert "drop --review" in result.stderr and "fine" not in result.stderr
     assert calls == [] and files_under(tmp_path) == before and not out.exists()
     # Without --review the page's names are free; the manifest's never are.
-    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], OutputSpec(out, (OutputKind.MAP,)))
+    plan = make_plan([str(src / "index.html"), str(src / "index.html.gif")], OutputSpec(out, ("map",)))
     assert len(plan.jobs) == 2
     with pytest.raises(PlanError, match="the manifest of OUT goes there"):
-        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], OutputSpec(out, (OutputKind.MAP,)))
+        make_plan([str(src / "animeface-seg-manifest.jsonl.mp4")], OutputSpec(out, ("map",)))
 
 
 def test_run_files_are_compared_as_the_output_file_system_compares_names(tmp_path):
     out = tmp_path / "out"
     jobs = [Job(tmp_path / "INDEX.HTML.gif", PurePath("INDEX.HTML"), kind=ANIMATION),
             Job(tmp_path / "x.png", PurePath("Animeface-Seg-Manifest.JSONL/x"))]
-    folding = Plan(jobs, OutputSpec(out, (OutputKind.MAP,), review=True), names=NameRule(folds_case=True))
+    folding = Plan(jobs, OutputSpec(out, ("map",), review=True), names=NameRule(folds_case=True))
     assert [text for text, _ in check(folding)] == [
         f"{out / 'INDEX.HTML'}: the frames of {tmp_path / 'INDEX.HTML.gif'}, but the review page (--review) goes there",
         (f"{out / 'Animeface-Seg-Manifest.JSONL' / 'x.png'}: the map of {tmp_path / 'x.png'}, inside "
@@ -428,12 +428,12 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
     import queue
     import threading
 
-    from animeface_seg.batch.settings import output_kinds
+    from animeface_seg.batch.kinds import select
     from animeface_seg.integrations.watch import DropFolders
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    drop = DropFolders([str(src)], OutputSpec(out, output_kinds(), review=True), settle=0.2)
+    drop = DropFolders([str(src)], OutputSpec(out, select(), review=True), settle=0.2)
     drop.start()
     drop.plan([], checked=lambda job: True)
     got: queue.Queue = queue.Queue()
@@ -453,17 +453,17 @@ def test_a_file_dropped_into_a_watched_folder_never_takes_the_review_page(tmp_pa
 def test_output_spec_gives_a_clip_frames_videos_or_both_as_encode_says():
     """One spec answers where each output of a job goes: a still's files whatever ``encode`` says; a clip's frame
     folders, its videos (``<kind>_video``) or both, and each frame's files only where frames are written."""
-    out, kinds = Path("out"), (OutputKind.MAP, OutputKind.MASK)
+    out, kinds = Path("out"), ("map", "mask")
     clip, still = Job(Path("in/c.gif"), PurePath("a/c"), kind=ANIMATION), Job(Path("in/s.png"), PurePath("s"))
     frames, video, both = (OutputSpec(out, kinds, encode=encode) for encode in ("frames", "video", "both"))
-    assert frames.outputs(clip) == {OutputKind.MAP: out / "a/c", OutputKind.MASK: out / "a/c"}
+    assert frames.outputs(clip) == {"map": out / "a/c", "mask": out / "a/c"}
     assert video.outputs(clip) == {"map_video": out / "a/c.mkv", "mask_video": out / "a/c_mask.mkv"}
     assert both.outputs(clip) == {**frames.outputs(clip), **video.outputs(clip)}
     assert video.frame_outputs(clip, 7) == {} and frames.videos(clip) == {}
-    assert both.frame_outputs(clip, 7) == {OutputKind.MAP: out / "a/c/000007.png",
-                                           OutputKind.MASK: out / "a/c/000007_mask.png"}
+    assert both.frame_outputs(clip, 7) == {"map": out / "a/c/000007.png",
+                                           "mask": out / "a/c/000007_mask.png"}
     for spec in (frames, video, both):
-        assert spec.outputs(still) == {OutputKind.MAP: out / "s.png", OutputKind.MASK: out / "s_mask.png"}
+        assert spec.outputs(still) == {"map": out / "s.png", "mask": out / "s_mask.png"}
     by_kind = OutputSpec(out, kinds, "by-kind", encode="both")
-    assert by_kind.frame_folders(clip) == {OutputKind.MAP: out / "maps/a/c", OutputKind.MASK: out / "masks/a/c"}
-    assert by_kind.videos(clip)[OutputKind.MASK] == out / "masks/a/c.mkv"
+    assert by_kind.frame_folders(clip) == {"map": out / "maps/a/c", "mask": out / "masks/a/c"}
+    assert by_kind.videos(clip)["mask"] == out / "masks/a/c.mkv"

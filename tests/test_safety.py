@@ -214,6 +214,7 @@ def test_memory_estimate_covers_the_measured_growth_of_a_large_image(weights_dir
     stays within it, on the default CPU path (ONNX Runtime, numpy results)."""
     from PIL import Image
 
+    from animeface_seg.batch.kinds import memory_terms, select
     from animeface_seg.engine import memory
 
     x = np.linspace(0, 255, 6000, dtype=np.float32)
@@ -226,7 +227,7 @@ def test_memory_estimate_covers_the_measured_growth_of_a_large_image(weights_dir
     baseline = _peak_rss([str(tmp_path / "small"), "-o", str(tmp_path / "out-small"), *common], tmp_path)
     peak = _peak_rss([str(tmp_path / "big"), "-o", str(tmp_path / "out-big"), *common], tmp_path)
     need = memory.estimate(6000, 6000, "RGB", remove_background=not keep_background,
-                           kinds=("map",) if keep_background else ("map", "mask")).host
+                           **memory_terms(select(keep_background=keep_background))).host
     assert peak - baseline <= need, f"growth {(peak - baseline) / 2**30:.2f} GB over the estimate {need / 2**30:.2f} GB"
 
 

@@ -12,7 +12,8 @@ import pytest
 from animeface_seg.engine.decode import load_rgb
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.pipeline import process
-from animeface_seg.batch.settings import RunSettings, output_kinds
+from animeface_seg.batch.kinds import select
+from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.spec import OutputSpec
 from conftest import GOLDEN_CASES, agreement, make_image, read_gray, read_rgb
 
@@ -30,7 +31,7 @@ def mixed_folder(tmp_path_factory, reference):
 
 def test_streaming_matches_one_image_at_a_time(segmentor, mixed_folder, tmp_path):
     jobs = [Job(path, PurePath(path.stem)) for path in sorted(mixed_folder.iterdir())]
-    options = RunSettings.decide(OutputSpec(tmp_path, output_kinds()), "cpu", batch_size=3, workers=2)
+    options = RunSettings.decide(OutputSpec(tmp_path, select()), "cpu", batch_size=3, workers=2)
     outcomes = list(process(jobs, segmentor, options))
     assert sorted(o.job.source.name for o in outcomes) == sorted(j.source.name for j in jobs)
     assert all(o.status == "ok" for o in outcomes), [o.error for o in outcomes]
@@ -68,7 +69,7 @@ def _run_counting(segmentor_keep, folder, out, n) -> tuple[int, int]:
                 state["most"] = max(state["most"], state["pulled"] - state["done"])
             yield Job(path, PurePath(path.stem))
 
-    options = RunSettings.decide(OutputSpec(out, output_kinds(remove_background=False)), "cpu", batch_size=2,
+    options = RunSettings.decide(OutputSpec(out, select(remove_background=False)), "cpu", batch_size=2,
                                  workers=2)
     tracemalloc.start()
     try:

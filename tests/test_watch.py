@@ -263,14 +263,14 @@ def test_temporary_names():
 
 @needs_watchfiles
 def test_source_hands_over_settled_files_once_and_stops(tmp_path):
-    from animeface_seg.batch.settings import output_kinds
+    from animeface_seg.batch.kinds import select
     from animeface_seg.batch.spec import OutputSpec
     from animeface_seg.integrations.watch import DropFolders
 
     src, staging = tmp_path / "in", tmp_path / "staging"
     src.mkdir()
     staging.mkdir()
-    drop = DropFolders([str(src)], OutputSpec(src / "out", output_kinds()), settle=0.3)
+    drop = DropFolders([str(src)], OutputSpec(src / "out", select()), settle=0.3)
     drop.start()
     got: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)

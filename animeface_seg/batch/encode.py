@@ -1,15 +1,16 @@
 """A clip's results encoded as videos (``--encode video|both``): one file per output kind, written atomically.
 
-The map, the masks and the overlay go losslessly into FFV1 in Matroska (``bgr0`` for colour, ``gray``
-for masks), so every class colour and mask value decodes back exactly; the cutout goes into VP9 with
-alpha (``yuva420p``) in WebM, lossy like any web video. Frames keep the source's timestamps (in
-milliseconds, as Matroska stores them) and the stream its frame rate. Each file is written under a
-locked temporary name (``tempfiles.locked_temp``) and renamed into place once the whole clip is
-encoded: a clip's videos appear together and complete, or not at all. A video holds one frame size:
-a clip whose frames change size is refused (``FrameSizeChange``), never rescaled. Each video carries
-what it was made with as a container tag: the run's settings record and the frame selection
-(``video_record``); ``--skip-existing`` trusts a video only when that matches and its packets, counted
-without decoding, are the frames this run would write (``video_stale_reason``).
+Each kind's record says how (``Kind.video``): the map, the masks and the overlay go losslessly into
+FFV1 in Matroska (``bgr0`` for colour, ``gray`` for masks), so every class colour and mask value
+decodes back exactly; the cutout goes into VP9 with alpha (``yuva420p``) in WebM, lossy like any
+web video. Frames keep the source's timestamps (in milliseconds, as Matroska stores them) and the
+stream its frame rate. Each file is written under a locked temporary name (``tempfiles.locked_temp``)
+and renamed into place once the whole clip is encoded: a clip's videos appear together and complete,
+or not at all. A video holds one frame size: a clip whose frames change size is refused
+(``FrameSizeChange``), never rescaled. Each video carries what it was made with as a container tag:
+the run's settings record and the frame selection (``video_record``); ``--skip-existing`` trusts a
+video only when that matches and its packets, counted without decoding, are the frames this run
+would write (``video_stale_reason``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from animeface_seg.batch.naming import NEEDS_SOURCE, VIDEO_SUFFIXES, OutputKind
+from animeface_seg.batch.kinds import kind_named
+from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.signature import KEY, Signature, differences
 from animeface_seg.batch.tempfiles import locked_temp
 from animeface_seg.batch.writers import render
@@ -97,7 +99,7 @@ class ClipEncoder:
         pts = max(pts, self._last_pts + 1)
         self._last_pts = pts
         for kind, path in self.paths.items():
-            image = np.asarray(render(result, kind, source if kind in NEEDS_SOURCE else None))
+            image = np.asarray(render(result, kind, source))
             if kind not in self._files:
                 self._open(kind, path, image)
             _, container, stream = self._files[kind]
@@ -112,18 +114,14 @@ class ClipEncoder:
 
     def _open(self, kind: OutputKind, path: Path, image: np.ndarray) -> None:
         av = import_av()
+        video = kind_named(kind).video
         tmp, _ = self._stack.enter_context(locked_temp(path))
-        cutout = VIDEO_SUFFIXES[kind] == ".webm"
-        container = av.open(str(tmp), "w", format="webm" if cutout else "matroska")
+        container = av.open(str(tmp), "w", format=video.container)
         self._stack.callback(container.close)
         container.metadata[KEY] = self.tag
         rate = Fraction(self.fps).limit_denominator(1001) if self.fps else _DEFAULT_FPS
-        if cutout:
-            stream = container.add_stream("libvpx-vp9", rate=rate, options={"crf": "20", "b": "0"})
-            stream.pix_fmt = "yuva420p"
-        else:
-            stream = container.add_stream("ffv1", rate=rate)
-            stream.pix_fmt = "gray" if image.ndim == 2 else "bgr0"
+        stream = container.add_stream(video.codec, rate=rate, options=dict(video.options))
+        stream.pix_fmt = video.pixel_format(image)
         stream.height, stream.width = image.shape[:2]
         stream.codec_context.time_base = stream.time_base = _TIME_BASE
         self._files[kind] = (tmp, container, stream)

@@ -1,4 +1,4 @@
-"""Output kinds, layouts and how their files are named: the one place naming is defined.
+"""Layouts and how each output kind's files are named: the one place naming is defined.
 
 For an input mirrored at ``a/b`` under OUT, the ``mirror`` layout writes the map to
 ``OUT/a/b.png``, the mask to ``OUT/a/b_mask.png``, and so on; the ``by-kind`` layout gives each
@@ -19,30 +19,10 @@ from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path, PurePath
 
-from animeface_seg.engine.palette import CLASS_NAMES
+from animeface_seg.batch.kinds import kind_named
 
-
-class OutputKind(str, Enum):
-    """What a run can write for each input."""
-
-    MAP = "map"
-    MASK = "mask"
-    CUTOUT = "cutout"
-    OVERLAY = "overlay"
-    # One mask per face-part class, named as the class (``palette.CLASS_NAMES``): 255 where the map has it.
-    BACKGROUND = "background"
-    HAIR = "hair"
-    EYE = "eye"
-    MOUTH = "mouth"
-    FACE = "face"
-    SKIN = "skin"
-    CLOTHES = "clothes"
-
-    def __str__(self) -> str:
-        return self.value
-
-    # Hash as the plain string, so ``outputs["mask"]`` finds ``OutputKind.MASK``.
-    __hash__ = str.__hash__
+#: The name of a registered output kind (``batch/kinds``): the string records and manifests store.
+OutputKind = str
 
 
 class Layout(str, Enum):
@@ -57,40 +37,15 @@ class Layout(str, Enum):
         return self.value
 
 
-#: The per-class mask kinds, in palette order (a palette class without its kind fails here, on import).
-CLASS_KINDS: tuple[OutputKind, ...] = tuple(OutputKind(name) for name in CLASS_NAMES)
-
-#: Output kind -> suffix added to the input's stem (``mirror`` layout).
-OUTPUT_SUFFIXES: dict[OutputKind, str] = {
-    OutputKind.MAP: "",
-    OutputKind.MASK: "_mask",
-    OutputKind.CUTOUT: "_cutout",
-    OutputKind.OVERLAY: "_overlay",
-    **{kind: f"_{kind}" for kind in CLASS_KINDS},
-}
-
-#: Output kind -> its tree under OUT (``by-kind`` layout).
-KIND_FOLDERS: dict[OutputKind, str] = {
-    OutputKind.MAP: "maps",
-    OutputKind.MASK: "masks",
-    OutputKind.CUTOUT: "cutouts",
-    OutputKind.OVERLAY: "overlays",
-    **{kind: str(kind) for kind in CLASS_KINDS},
-}
-
-#: Kinds that need the decoded source image at writing time.
-NEEDS_SOURCE: frozenset[OutputKind] = frozenset({OutputKind.CUTOUT, OutputKind.OVERLAY})
-
-
 def output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
                  layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
     """The output file of each kind for an input mirrored at ``relative`` (no extension) under ``out_dir``."""
     paths = {}
-    for kind in map(OutputKind, kinds):
+    for kind in map(kind_named, kinds):
         if Layout(layout) == Layout.BY_KIND:
-            paths[kind] = out_dir / KIND_FOLDERS[kind] / relative.parent / f"{relative.name}.png"
+            paths[kind.name] = out_dir / kind.folder / relative.parent / f"{relative.name}.png"
         else:
-            paths[kind] = out_dir / relative.parent / f"{relative.name}{OUTPUT_SUFFIXES[kind]}.png"
+            paths[kind.name] = out_dir / relative.parent / f"{relative.name}{kind.suffix}.png"
     return paths
 
 
@@ -112,17 +67,12 @@ def frame_output_paths(out_dir: Path, relative: PurePath, kinds: Iterable[Output
     return output_paths(out_dir, relative / frame_name(number), kinds, layout)
 
 
-#: Container of each kind's encoded clip (``--encode video|both``): Matroska with lossless FFV1, except the
-#: cutout, VP9 with alpha in WebM (what browsers and editors play with transparency).
-VIDEO_SUFFIXES: dict[OutputKind, str] = {kind: ".webm" if kind == OutputKind.CUTOUT else ".mkv" for kind in OutputKind}
-
-
 def clip_video_paths(out_dir: Path, relative: PurePath, kinds: Iterable[OutputKind],
                      layout: Layout = Layout.MIRROR) -> dict[OutputKind, Path]:
     """The encoded video of each kind for a clip mirrored at ``relative``, beside its frame folders:
     ``OUT/a/clip.mkv``, ``OUT/a/clip_mask.mkv``, ``OUT/a/clip_cutout.webm`` (``mirror``),
-    ``OUT/maps/a/clip.mkv``, ... (``by-kind``)."""
-    return {kind: path.with_suffix(VIDEO_SUFFIXES[kind])
+    ``OUT/maps/a/clip.mkv``, ... (``by-kind``): each kind's container is its record's (``Kind.video``)."""
+    return {kind: path.with_suffix(kind_named(kind).video.suffix)
             for kind, path in output_paths(out_dir, relative, kinds, layout).items()}
 
 

@@ -27,7 +27,8 @@ from pathlib import Path, PurePath
 
 from animeface_seg.batch.display import shown
 from animeface_seg.batch.manifest import Warn, load
-from animeface_seg.batch.naming import FRAME_DIGITS, OUTPUT_SUFFIXES
+from animeface_seg.batch.kinds import KINDS
+from animeface_seg.batch.naming import FRAME_DIGITS
 from animeface_seg.batch.tempfiles import write_set
 from animeface_seg.batch.thumbnails import REVIEW_FOLDER, thumbnail
 from animeface_seg.engine.palette import CLASS_COLORS, CLASS_NAMES
@@ -137,7 +138,7 @@ def _shown_files(source: str | None, outputs: dict[str, str], clip: bool) -> dic
             files.setdefault(kind[:-len("_video")], (path, path))
         elif clip and os.path.isdir(path):
             shared = sum(other == path for other in outputs.values()) > 1
-            files[kind] = (_first_frame(path, OUTPUT_SUFFIXES.get(kind, "") if shared else ""), path)
+            files[kind] = (_first_frame(path, KINDS[kind].suffix if shared and kind in KINDS else ""), path)
         else:
             files[kind] = (path, path)
     return files
@@ -157,7 +158,8 @@ def _first_frame(folder: str, suffix: str) -> str | None:
 def _picture(kind: str, path: str | None, link: str | None, out_dir: Path) -> str:
     """A thumbnail of ``path`` linked to ``link`` (its full-size file, a clip's folder or video), or a placeholder
     saying there is none."""
-    small = thumbnail(Path(path), out_dir, exact_colours=kind == "map") if path else None
+    exact = kind in KINDS and KINDS[kind].exact_colours
+    small = thumbnail(Path(path), out_dir, exact_colours=exact) if path else None
     if small is None or link is None:
         return f'<figure class="none"><span>no {kind}</span><figcaption>{kind}</figcaption></figure>'
     return (f'<figure><a href="{_attr(_href(link, out_dir))}"><img loading="lazy" decoding="async" alt="{kind}" '

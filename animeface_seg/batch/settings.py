@@ -4,14 +4,11 @@ stage and front-end."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from animeface_seg.batch.naming import CLASS_KINDS, OutputKind
 from animeface_seg.batch.spec import OutputSpec
 from animeface_seg.engine.decode import DEFAULT_MAX_PIXELS
 from animeface_seg.engine.memory import Budget
-from animeface_seg.engine.palette import class_index
 
 #: How long a partial batch waits for more images of its shape before it runs anyway (seconds),
 #: so a live source (a watched folder) never leaves an image stuck in a half-full batch.
@@ -26,21 +23,6 @@ def default_workers(device_type: str) -> int:
     """
     cores = os.cpu_count() or 1
     return min(8, cores) if device_type == "cuda" else max(1, min(2, cores - 1))
-
-
-def output_kinds(remove_background: bool = True, cutout: bool = False, overlay: bool = False,
-                 class_masks: Iterable[str] = ()) -> tuple[OutputKind, ...]:
-    """What a run writes: the map, the mask when the background is removed, the optional extras, and
-    one mask per class named in ``class_masks`` (``palette.CLASS_NAMES``; see ``palette.select_classes``)."""
-    kinds = [OutputKind.MAP]
-    if remove_background:
-        kinds.append(OutputKind.MASK)
-    if cutout:
-        kinds.append(OutputKind.CUTOUT)
-    if overlay:
-        kinds.append(OutputKind.OVERLAY)
-    kinds += [CLASS_KINDS[class_index(name)] for name in dict.fromkeys(class_masks)]
-    return tuple(kinds)
 
 
 @dataclass(frozen=True)
@@ -62,6 +44,9 @@ class RunSettings:
                skip_existing: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                flush_after: float = DEFAULT_FLUSH_AFTER, memory_budget: int | None = None) -> RunSettings:
         """Fill every default from the device (``"cpu"`` or ``"cuda"``) and the user's choices.
+
+        ``kinds`` is what the run writes, selected once by the caller (``batch.kinds.select``); ``None``: the
+        default selection (map and mask).
 
         ``memory_budget`` is bytes per image, 0 for no limit, ``None`` for the default of the machine
         the work runs on (a share of its memory available when the stages start).

@@ -29,7 +29,8 @@ import numpy as np
 from animeface_seg.batch.clips import ClipTally
 from animeface_seg.batch.discovery import Job
 from animeface_seg.batch.encode import ClipEncoder, video_record, video_stale_reason
-from animeface_seg.batch.naming import NEEDS_SOURCE, OutputKind
+from animeface_seg.batch.kinds import memory_terms, needs_source
+from animeface_seg.batch.naming import OutputKind
 from animeface_seg.batch.outcome import ALREADY_DONE, Outcome, early_outcome, failed_outcome
 from animeface_seg.batch.settings import RunSettings
 from animeface_seg.batch.signature import Signature, stale_reason
@@ -78,7 +79,7 @@ class Stages:
         self.settings = settings
         self.spec = settings.spec
         self.store = store
-        self.keep_source = any(kind in NEEDS_SOURCE for kind in self.spec.kinds)
+        self.keep_source = needs_source(self.spec.kinds)
         self.signature = Signature.of(segmentor, layout=self.spec.layout)
         self.png_info = self.signature.png_info()
         self.video_record = video_record(self.signature, self.spec.frame_step)
@@ -87,7 +88,7 @@ class Stages:
         self.budget = settings.memory_budget or memory.machine_budget(device_type, int(index) if index else None)
         self._estimate = functools.partial(
             memory.estimate, device_type=device_type, remove_background=segmentor.remove_background,
-            output_size=segmentor.output_size, kinds=self.spec.kinds)
+            output_size=segmentor.output_size, **memory_terms(self.spec.kinds))
         self.before_load = functools.partial(memory.check_image, budget=self.budget, estimate=self._estimate)
         self.before_frame = functools.partial(memory.check, budget=self.budget, estimate=self._estimate)
 

@@ -42,12 +42,13 @@ def run_request(flags: SimpleNamespace, classes: tuple[str, ...], stdout: TextIO
 
         if problem := review_problem(output):
             raise FlagError(problem)
-    from animeface_seg.batch.settings import output_kinds
+    from animeface_seg.batch.kinds import select
     from animeface_seg.batch.spec import OutputSpec
     from animeface_seg.cli.request import RunRequest
 
     remove_background = not flags.keep_background
-    spec = OutputSpec(output, output_kinds(remove_background, flags.cutout, flags.overlay, classes),
+    kinds = select(classes, remove_background=remove_background, cutout=flags.cutout, overlay=flags.overlay)
+    spec = OutputSpec(output, kinds,
                       layout=flags.layout, encode=_value(flags.encode), frame_step=flags.frame_step,
                       first_frame=flags.first_frame, review=flags.review)
     model = dict(unet=flags.unet, abg=flags.abg, weights_dir=flags.weights_dir, remove_background=remove_background,

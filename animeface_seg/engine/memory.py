@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +76,12 @@ def _decode_bytes(pixels: int, mode: str, alpha: bool) -> int:
 
 
 def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_type: str = "cpu",
-             remove_background: bool = True, output_size: str = "original",
-             kinds: Iterable[str] = ("map", "mask")) -> Estimate:
+             remove_background: bool = True, output_size: str = "original", keep_source: bool = False,
+             render_bytes_per_pixel: int = 0) -> Estimate:
     """Peak memory of one ``width`` x ``height`` image of Pillow ``mode`` (``alpha``: it has transparency)
-    through the whole pipeline, on ``device_type`` with the segmentor's settings, writing ``kinds``."""
-    kinds = {str(kind) for kind in kinds}
-    keep_source = bool(kinds & {"cutout", "overlay"})
+    through the whole pipeline, on ``device_type`` with the segmentor's settings. What the outputs add comes
+    from their kinds (``batch.kinds.memory_terms``): ``keep_source``, the decoded source kept until they are
+    written, and ``render_bytes_per_pixel``, the costliest one's rendering beyond the results, per source pixel."""
     pixels = width * height
     h, w = processed_size(height, width)
     ph, pw = padded_size(height, width)
@@ -95,10 +95,8 @@ def estimate(width: int, height: int, mode: str, *, alpha: bool = False, device_
         "networks": kept + network_bytes((ph, pw), remove_background),
         # classes, their int64 index into the palette, colours; the float mask, its scaled copy, uint8 mask
         "results": kept + out * (12 + (9 if remove_background else 0)),
-        # results alive, plus Pillow's copies while encoding (4 bytes a pixel); the cutout's RGB and RGBA
-        # images, its float mask at the original size and the overlay's copies (fitted on measurements,
-        # docs/memory.md: 31.6 bytes a pixel measured at 5000x5000, rounded up with a margin)
-        "writing": kept + out * (5 + 4) + (26 * pixels if keep_source else 0),
+        # results alive, plus Pillow's copies while encoding (4 bytes a pixel), plus the costliest kind's rendering
+        "writing": kept + out * (5 + 4) + render_bytes_per_pixel * pixels,
     }
     if device_type == "cpu":
         # The command keeps freed memory in glibc's heaps (cli/allocator.py) and decodes on a thread of its
@@ -249,7 +247,7 @@ def check(width: int, height: int, mode: str, budget: Budget, *, alpha: bool = F
           estimate: Callable[..., Estimate] = estimate) -> None:
     """Raise ``MemoryBudgetError`` (or ``ImageShapeError``) when this image cannot be processed within ``budget``.
 
-    ``estimate`` is ``estimate`` with the run's settings bound (device, background, size, kinds).
+    ``estimate`` is ``estimate`` with the run's settings bound (device, background, size, the kinds' terms).
     """
     check_shape(height, width)
     need = estimate(width, height, mode, alpha=alpha)
