@@ -13,6 +13,7 @@ import torch
 import onnxruntime
 
 from animeface_seg.engine.runtimes import export
+from animeface_seg.engine.runtimes.cached_export import CachedExport, cpu_only
 from animeface_seg.engine.runtimes.onnxruntime_session import _cpu_key
 from animeface_seg.engine.runtimes.select import RuntimeChoiceError, choose, installed
 from conftest import agreement, read_rgb
@@ -195,8 +196,8 @@ def toy_runtime():
     from animeface_seg.engine.runtimes import registry
 
     toy = registry.register(registry.Runtime(
-        name="onnxruntime-tensors", builder=export.CachedExport(_open_tensor_outputs), side="device", fold=True,
-        refuse=lambda device_type, precision, place, native: export.cpu_only("onnxruntime-tensors", device_type, place),
+        name="onnxruntime-tensors", builder=CachedExport(_open_tensor_outputs), side="device", fold=True,
+        refuse=lambda device_type, precision, place, native: cpu_only("onnxruntime-tensors", device_type, place),
         package="onnxruntime"))
     yield toy
     registry.unregister(toy.name)

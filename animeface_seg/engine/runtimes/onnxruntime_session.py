@@ -17,12 +17,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from animeface_seg.engine.runtimes.cache_files import Cache
-from animeface_seg.engine.runtimes.export import CachedExport, Export, cpu_only
+from animeface_seg.engine.runtimes.cached_export import CachedExport, cpu_only
 from animeface_seg.engine.runtimes.registry import Runtime, Target
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from animeface_seg.engine.runtimes.cache_files import Cache
+    from animeface_seg.engine.runtimes.export import Export
 
 
 def available_cpus() -> int:
@@ -59,6 +61,8 @@ class OnnxRuntimeNetworks:
 
     def __init__(self, export: Export, cache: Cache | None = None) -> None:
         import onnxruntime as ort
+
+        from animeface_seg.engine.runtimes.cache_files import Cache
 
         cache = cache or Cache()
         options = ort.SessionOptions()

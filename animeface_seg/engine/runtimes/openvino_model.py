@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from animeface_seg.engine.runtimes.cache_files import Cache
-from animeface_seg.engine.runtimes.export import CachedExport, Export, cpu_only
+from animeface_seg.engine.runtimes.cached_export import CachedExport, cpu_only
 from animeface_seg.engine.runtimes.onnxruntime_session import available_cpus
 from animeface_seg.engine.runtimes.registry import Runtime, Target
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from animeface_seg.engine.runtimes.cache_files import Cache
+    from animeface_seg.engine.runtimes.export import Export
 
 _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -31,6 +33,8 @@ class OpenVinoNetworks:
 
     def __init__(self, export: Export, precision: str = "fp32", cache: Cache | None = None) -> None:
         import openvino as ov
+
+        from animeface_seg.engine.runtimes.cache_files import Cache
 
         cache = cache or Cache()
         core = ov.Core()
