@@ -234,6 +234,30 @@ def test_watch_source_hands_over_a_clip_once_it_has_settled(tmp_path):
         reader.join(timeout=60)
 
 
+def test_watch_with_first_frame_hands_over_new_clips_as_pictures(tmp_path):
+    """With --first-frame a file dropped while watching is one picture, as it is in the first scan."""
+    pytest.importorskip("watchfiles")
+    from animeface_seg.batch.kinds import select
+    from animeface_seg.batch.spec import OutputSpec
+    from animeface_seg.integrations.watch import DropFolders
+
+    src = tmp_path / "in"
+    src.mkdir()
+    drop = DropFolders([str(src)], OutputSpec(tmp_path / "out", select(), first_frame=True), settle=0.3)
+    drop.start()
+    got: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(job) for job in drop.jobs()], daemon=True)
+    reader.start()
+    try:
+        write_animation(tmp_path / "anim.gif", noise_frames(2), loop=0)
+        os.replace(tmp_path / "anim.gif", src / "anim.gif")
+        job = got.get(timeout=60)
+        assert (job.relative, job.kind.streams_frames, job.error) == (PurePath("anim"), False, None)
+    finally:
+        drop.stop()
+        reader.join(timeout=60)
+
+
 def test_ray_refuses_clips_before_it_starts(run_cli, clips, tmp_path):
     pytest.importorskip("ray")
     result = run_cli(str(clips), "-o", str(tmp_path / "out"), "--engine", "ray")
