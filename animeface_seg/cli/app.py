@@ -50,6 +50,9 @@ Examples:
   animeface-seg inbox/ -o out/ --watch  # then images dropped into inbox/
   animeface-seg photos/ -o out/ --overlay --review  # then see out/index.html
 
+The first argument serve starts the HTTP service instead (animeface-seg serve --help); a folder
+named serve is given as ./serve.
+
 Exit codes: 0 all done, 1 some inputs failed (the others were written), 2 usage or set-up
 error (nothing was processed), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
 reader of standard output exited, 74 standard output could not be written. With --watch,
@@ -162,8 +165,23 @@ def command(
         raise typer.Exit(stop_code(exc)) from None
 
 
+class RootCommand(PanelledCommand):
+    """The command, whose first argument ``serve`` runs ``animeface-seg serve`` (``serve.py``) instead."""
+
+    def main(self, args: Optional[list[str]] = None, prog_name: Optional[str] = None, **extra: Any) -> Any:
+        arguments = list(sys.argv[1:] if args is None else args)
+        if arguments[:1] == ["serve"]:
+            import typer.main
+
+            from animeface_seg.cli.serve import app as serve_app
+
+            serve = typer.main.get_command(serve_app)
+            return serve.main(arguments[1:], prog_name=f"{prog_name or 'animeface-seg'} serve", **extra)
+        return super().main(args, prog_name, **extra)
+
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-app.command(cls=PanelledCommand, help=HELP, no_args_is_help=True)(command)
+app.command(cls=RootCommand, help=HELP, no_args_is_help=True)(command)
 
 
 def main() -> None:

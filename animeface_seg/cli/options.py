@@ -14,7 +14,8 @@ import typer
 
 from animeface_seg import __version__
 from animeface_seg.batch.naming import Layout
-from animeface_seg.cli.panels import CLIPS, INPUTS, OUTPUTS, REPORTING, RESUME, SCALING, SPEED, WATCH, WEIGHTS
+from animeface_seg.cli.panels import (CLIPS, INPUTS, OUTPUTS, REPORTING, RESUME, SCALING, SERVE, SPEED, WATCH,
+                                      WEIGHTS)
 from animeface_seg.engine.palette import CLASS_NAMES
 from animeface_seg.engine.runtimes import registry as runtimes
 
@@ -174,3 +175,28 @@ JsonLines = Annotated[bool, typer.Option(
     "fractions, mask coverage).", rich_help_panel=REPORTING)]
 Version = Annotated[Optional[bool], typer.Option(
     "--version", callback=_version, is_eager=True, help="Print the version and exit.", rich_help_panel=REPORTING)]
+
+# Serving over HTTP (animeface-seg serve)
+Host = Annotated[str, typer.Option(
+    "--host", metavar="ADDR", help="Address to listen on; anything but a loopback address is reachable from "
+    "other machines (give a token then).", rich_help_panel=SERVE)]
+Port = Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N", help="Port to listen on.",
+                                   rich_help_panel=SERVE)]
+MaxBatch = Annotated[int, typer.Option(
+    "--max-batch", min=1, metavar="N", help="Most images of concurrent requests run as one network batch.",
+    rich_help_panel=SERVE)]
+MaxWaitMs = Annotated[float, typer.Option(
+    "--max-wait-ms", min=0.0, metavar="MS", help="Longest an image waits for others of its shape to share a batch.",
+    rich_help_panel=SERVE)]
+Queue = Annotated[int, typer.Option(
+    "--queue", min=1, metavar="N", help="Most images waiting for the networks; beyond, requests get 503 with "
+    "Retry-After.", rich_help_panel=SERVE)]
+Timeout = Annotated[float, typer.Option(
+    "--timeout", min=0.001, metavar="SECONDS", help="Longest a request waits for its result (504 beyond).",
+    rich_help_panel=SERVE)]
+MaxBody = Annotated[int, typer.Option(
+    "--max-body", min=1, metavar="BYTES", help="Largest request body (413 beyond, refused before it is all read).",
+    rich_help_panel=SERVE)]
+TokenFile = Annotated[Optional[Path], typer.Option(
+    "--token-file", metavar="F", help="Require Authorization: Bearer <the token in F> [default: "
+    "$ANIMEFACE_SEG_TOKEN, else no token].", show_default=False, rich_help_panel=SERVE)]

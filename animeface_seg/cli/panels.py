@@ -22,9 +22,10 @@ WEIGHTS = "Weights"
 WATCH = "Watch a folder"
 SCALING = "Scaling out (Ray)"
 REPORTING = "Reporting and help"
+SERVE = "Serving over HTTP"
 
 #: Panel titles in the order ``--help`` shows them; an option without a panel (``--help``) goes in the last.
-PANELS = (INPUTS, OUTPUTS, CLIPS, RESUME, SPEED, WEIGHTS, WATCH, SCALING, REPORTING)
+PANELS = (SERVE, INPUTS, OUTPUTS, CLIPS, RESUME, SPEED, WEIGHTS, WATCH, SCALING, REPORTING)
 
 
 class PanelledCommand(TyperCommand):
