@@ -13,7 +13,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -24,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import cli_command, make_image
+from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

@@ -168,7 +168,7 @@ def command(
 class RootCommand(PanelledCommand):
     """The command, whose first argument ``serve`` runs ``animeface-seg serve`` (``serve.py``) instead."""
 
-    def main(self, args: Optional[list[str]] = None, prog_name: Optional[str] = None, **extra: Any) -> Any:
+    def main(self, args: list[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         arguments = list(sys.argv[1:] if args is None else args)
         if arguments[:1] == ["serve"]:
             import typer.main

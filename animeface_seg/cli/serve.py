@@ -75,6 +75,11 @@ def command(
         segmentor = variants.get(True, "original")
     except EngineError as exc:
         raise _fail(with_hint(str(exc), exc.setting) or "") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the networks load
+        from animeface_seg.cli.run import stop_code
+
+        typer.echo("animeface-seg serve: interrupted before serving", err=True)
+        raise typer.Exit(stop_code(exc)) from None
     typer.echo(f"animeface-seg: serving on http://{host}:{port} ({segmentor.description}); "
                "POST images to /v1/segment", err=True)
     raise typer.Exit(ExitCode.OK if serve(settings, variants) else ExitCode.USAGE)

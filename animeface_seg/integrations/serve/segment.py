@@ -45,12 +45,12 @@ class Variants:
     def get(self, remove_background: bool, size: str) -> Segmentor:
         """The segmentor of one variant (built now when it is the first use of its background setting)."""
         with self._lock:
+            base = self._built.get((remove_background, "original"))
+            if base is None:
+                base = self._factory(**self._model, remove_background=remove_background, output_size="original")
+                self._built[(remove_background, "original")] = base
             if (remove_background, size) not in self._built:
-                base = self._built.get((remove_background, "original"))
-                if base is None:
-                    base = self._factory(**self._model, remove_background=remove_background, output_size="original")
-                    self._built[(remove_background, "original")] = base
-                variant = copy.copy(base)
+                variant = copy.copy(base)  # the same networks, results finished at the other size
                 variant.output_size = size
                 self._built[(remove_background, size)] = variant
             return self._built[(remove_background, size)]
