@@ -80,9 +80,11 @@ def command(
 
         typer.echo("animeface-seg serve: interrupted before serving", err=True)
         raise typer.Exit(stop_code(exc)) from None
-    typer.echo(f"animeface-seg: serving on http://{host}:{port} ({segmentor.description}); "
+    typer.echo(f"animeface-seg: networks loaded ({segmentor.description}); serving on http://{host}:{port}, "
                "POST images to /v1/segment", err=True)
-    raise typer.Exit(ExitCode.OK if serve(settings, variants) else ExitCode.USAGE)
+    if not serve(settings, variants):
+        raise _fail(f"could not serve on {host}:{port} (see above)")
+    raise typer.Exit(ExitCode.OK)
 
 
 def _fail(message: str) -> typer.Exit:

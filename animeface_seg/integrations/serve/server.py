@@ -46,4 +46,6 @@ def serve(options: ServeOptions, variants: Variants) -> bool:
         instance.run()
     except KeyboardInterrupt:  # uvicorn raises the stop signal again once it has shut down gracefully
         pass
+    except SystemExit:  # uvicorn's own exit when it cannot start (the port taken, say), its reason logged
+        return False
     return instance.started
