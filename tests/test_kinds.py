@@ -102,3 +102,10 @@ def test_the_memory_estimate_counts_the_source_and_the_costliest_kind(toys):
     plain = memory.estimate(300, 200, "RGB", **memory_terms(["map", "mask"]))
     dear = memory.estimate(300, 200, "RGB", **memory_terms(select()))
     assert dear.stages["writing"] - plain.stages["writing"] == (3 + 40) * 300 * 200  # the source kept, GRAY drawn
+
+
+def test_the_kinds_needing_the_mask_come_from_their_records(toys):
+    from animeface_seg.batch.kinds import KINDS, needing_mask
+
+    assert needing_mask(KINDS) == ("mask", "cutout")
+    assert needing_mask(select(("hair",), remove_background=False, overlay=True)) == ()

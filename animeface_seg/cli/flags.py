@@ -61,6 +61,13 @@ def run_request(flags: SimpleNamespace, classes: tuple[str, ...], stdout: TextIO
         json_lines=flags.json_lines, ray_options=_ray_options(flags))
 
 
+def _needing_mask(flags: SimpleNamespace) -> tuple[str, ...]:
+    """The kinds the flags ask for by option (``--cutout``) that need the character mask (``Kind.needs_mask``)."""
+    from animeface_seg.batch.kinds import needing_mask, select
+
+    return needing_mask(select((), remove_background=False, cutout=flags.cutout, overlay=flags.overlay))
+
+
 def _value(choice: Any) -> str:
     """A choice flag's value as text (an ``Enum`` member's value, or the text a default gives)."""
     return getattr(choice, "value", choice)
@@ -82,9 +89,9 @@ def _checked_output(flags: SimpleNamespace) -> Path:
 
 def _check_combinations(flags: SimpleNamespace, stdout: TextIO | None) -> None:
     """Refuse flags that contradict each other or the streams, in the order users have always seen them."""
-    if flags.keep_background and flags.cutout:
-        raise FlagError("--cutout needs the character mask, which --keep-background does not compute "
-                        "(the cutout would be the whole picture): drop one of the two")
+    if flags.keep_background and (kept := _needing_mask(flags)):
+        raise FlagError(f"--{kept[0]} needs the character mask, which --keep-background does not compute "
+                        f"(the {kept[0]} would be the whole picture): drop one of the two")
     if flags.null and "-" not in flags.inputs:
         raise FlagError("-0 (--null) describes the list read from standard input: add - to the INPUTs")
     if flags.root is not None and not flags.root.is_dir():

@@ -17,7 +17,7 @@ from animeface_seg.batch.kinds.record import LOSSLESS, WEB_ALPHA, Kind, VideoFor
 from animeface_seg.batch.kinds.source import CUTOUT, OVERLAY
 
 __all__ = ["KINDS", "LOSSLESS", "WEB_ALPHA", "Kind", "VideoFormat", "always", "by_name", "kind_named", "memory_terms",
-           "needs_source", "register", "select", "unless", "unregister", "when"]
+           "needing_mask", "needs_source", "register", "select", "unless", "unregister", "when"]
 
 #: The built-in kinds, in the order a run lists its outputs (those asked for by name in the order asked).
 _BUILT_IN: tuple[Kind, ...] = (MAP, MASK, CUTOUT, OVERLAY, *CLASS_KINDS)
@@ -55,6 +55,11 @@ def select(named: Iterable[str] = (), *, remove_background: bool = True, **optio
     options = {"remove_background": remove_background, **options}
     chosen = [kind.name for kind in _registry.values() if kind.wanted(options)]
     return tuple(dict.fromkeys([*chosen, *(kind_named(name).name for name in named)]))
+
+
+def needing_mask(kinds: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``kinds`` that need the character mask, which a run keeping the background does not compute."""
+    return tuple(kind for kind in kinds if kind_named(kind).needs_mask)
 
 
 def needs_source(kinds: Iterable[str]) -> bool:

@@ -29,4 +29,5 @@ def render_mask(result: Segmentation, source: np.ndarray | None = None) -> Image
 
 MAP = Kind("map", suffix="", folder="maps", render=render_map, wanted=always, exact_colours=True)
 #: Only a run that removes the background computes a mask (``--keep-background`` writes none).
-MASK = Kind("mask", suffix="_mask", folder="masks", render=render_mask, wanted=when("remove_background"))
+MASK = Kind("mask", suffix="_mask", folder="masks", render=render_mask, wanted=when("remove_background"),
+            needs_mask=True)

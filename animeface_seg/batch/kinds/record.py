@@ -84,6 +84,8 @@ class Kind:
     """The kind's image of one result on the engine's pixel grid."""
     wanted: Wanted = by_name
     """Whether a run with given options writes it (``always``, ``when(option)``, ``unless(option)``, ``by_name``)."""
+    needs_mask: bool = False
+    """Rendering needs the character mask, which only a run that removes the background computes."""
     needs_source: bool = False
     """Rendering needs the decoded source image, so it is kept until the result is written."""
     render_bytes_per_pixel: int = 0

@@ -62,6 +62,6 @@ def render_overlay(result: Segmentation, source: np.ndarray) -> Image.Image:
 
 
 CUTOUT = Kind("cutout", suffix="_cutout", folder="cutouts", render=render_cutout, wanted=when("cutout"),
-              needs_source=True, render_bytes_per_pixel=RENDER_BYTES_PER_PIXEL, video=WEB_ALPHA)
+              needs_mask=True, needs_source=True, render_bytes_per_pixel=RENDER_BYTES_PER_PIXEL, video=WEB_ALPHA)
 OVERLAY = Kind("overlay", suffix="_overlay", folder="overlays", render=render_overlay, wanted=when("overlay"),
                needs_source=True, render_bytes_per_pixel=RENDER_BYTES_PER_PIXEL)
