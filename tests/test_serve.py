@@ -194,6 +194,90 @@ def test_a_client_that_leaves_has_its_queued_work_dropped(variants, picture) -> 
         assert not app.state.batches.batch_sizes and app.state.batches.depth == 0
 
 
+def test_a_kind_needing_the_mask_is_refused_with_keep_background(service, picture) -> None:
+    url, _ = service
+    body = picture.read_bytes()
+    for kind in ("mask", "cutout"):
+        answer = _post(url, body, kind=kind, keep_background="true")
+        assert answer.status_code == 400, answer.text
+        assert answer.json() == {"error": f"kind={kind} needs the character mask, which keep_background=true "
+                                          "does not compute: drop one of the two"}
+    assert _post(url, body, kind="overlay", keep_background="true").status_code == 200
+    assert _post(url, body, kind="cutout").status_code == 200
+
+
+def _scraped(url: str) -> dict[str, float]:
+    """``GET /metrics`` parsed: each sample's name with its labels, and its value; the content type checked."""
+    answer = httpx.get(f"{url}/metrics", timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for line in answer.text.splitlines():
+        if line.startswith("#"):
+            assert line.split()[1] in ("HELP", "TYPE"), line
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_requests_by_status_their_latency_the_batches_and_the_queue(variants, picture,
+                                                                                   tmp_path) -> None:
+    bodies = [make_image(tmp_path / f"{i}.png", (72, 40), seed=i).read_bytes() for i in range(2)]
+    with running(variants, max_batch=4, max_wait_ms=1500, token=TOKEN) as (url, _):
+        with ThreadPoolExecutor(2) as pool:
+            pending = [pool.submit(_post, url, body) for body in bodies]
+            deadline = time.monotonic() + 1.4
+            while _scraped(url)["animeface_seg_queue_depth"] != 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _scraped(url)["animeface_seg_queue_depth"] == 2
+            assert [future.result().status_code for future in pending] == [200, 200]
+        assert _post(url, b"x", kind="nosuch").status_code == 400
+        assert _post(url, b"not an image").status_code == 400
+        assert httpx.post(f"{url}/v1/segment", content=bodies[0], timeout=60).status_code == 401
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        samples = _scraped(url)
+    requests = {key: value for key, value in samples.items() if key.startswith("animeface_seg_requests_total")}
+    assert requests == {'animeface_seg_requests_total{status="200"}': 2,
+                        'animeface_seg_requests_total{status="400"}': 2,
+                        'animeface_seg_requests_total{status="401"}': 1}
+    buckets = [value for key, value in samples.items() if key.startswith("animeface_seg_request_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == samples["animeface_seg_request_seconds_count"] == 5
+    assert samples['animeface_seg_request_seconds_bucket{le="60"}'] == 5
+    assert samples['animeface_seg_request_seconds_bucket{le="0.25"}'] <= 3  # the two answers waited 1.5 s
+    assert 2.5 <= samples["animeface_seg_request_seconds_sum"] < 60
+    batches = {key: value for key, value in samples.items() if key.startswith("animeface_seg_batches_total")}
+    assert batches == {'animeface_seg_batches_total{size="2"}': 1}
+    assert samples["animeface_seg_queue_depth"] == 0
+
+
+ORIGIN = "https://app.example"
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+
+
+def test_cors_headers_only_for_the_origins_given(variants, service, picture) -> None:
+    body = picture.read_bytes()
+    with running(variants, cors_origins=(ORIGIN,)) as (url, _):
+        allowed = httpx.options(f"{url}/v1/segment", headers={"Origin": ORIGIN, **PREFLIGHT})
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == ORIGIN
+        assert "POST" in allowed.headers["access-control-allow-methods"]
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        other = httpx.options(f"{url}/v1/segment", headers={"Origin": "https://evil.example", **PREFLIGHT})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        simple = httpx.post(f"{url}/v1/segment", content=body, headers={"Origin": ORIGIN}, timeout=60)
+        assert simple.status_code == 200 and simple.headers["access-control-allow-origin"] == ORIGIN
+        foreign = httpx.post(f"{url}/v1/segment", content=body, headers={"Origin": "https://evil.example"},
+                             timeout=60)
+        assert foreign.status_code == 200 and "access-control-allow-origin" not in foreign.headers
+    url, _ = service  # no --cors-origin: no CORS headers at all
+    preflight = httpx.options(f"{url}/v1/segment", headers={"Origin": ORIGIN, **PREFLIGHT})
+    assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
+    simple = httpx.post(f"{url}/v1/segment", content=body, headers={"Origin": ORIGIN, **AUTH}, timeout=60)
+    assert simple.status_code == 200
+    assert not any(name.startswith("access-control-") for name in simple.headers)
+
+
 def test_a_folder_named_serve_is_still_processed_as_dot_slash_serve(run_cli, tmp_path, monkeypatch) -> None:
     make_image(tmp_path / "serve" / "b.png", (40, 30))
     monkeypatch.chdir(tmp_path)
@@ -208,7 +292,7 @@ def test_sigterm_answers_the_request_in_flight_and_exits_0(weights_dir, picture)
     env.pop("ANIMEFACE_SEG_WEIGHTS", None)
     env.pop("ANIMEFACE_SEG_TOKEN", None)
     args = cli_command() + ["serve", "--port", str(port), "--weights-dir", str(weights_dir), "--device", "cpu",
-                            "--max-wait-ms", "1500"]
+                            "--max-wait-ms", "1500", "--cors-origin", ORIGIN]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -219,6 +303,7 @@ def test_sigterm_answers_the_request_in_flight_and_exits_0(weights_dir, picture)
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
+        assert httpx.get(f"{url}/healthz", headers={"Origin": ORIGIN}).headers["access-control-allow-origin"] == ORIGIN
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(_post, url, picture.read_bytes())
             time.sleep(0.5)  # the request waits in its batch window

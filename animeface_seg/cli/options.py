@@ -200,3 +200,6 @@ MaxBody = Annotated[int, typer.Option(
 TokenFile = Annotated[Optional[Path], typer.Option(
     "--token-file", metavar="F", help="Require Authorization: Bearer <the token in F> [default: "
     "$ANIMEFACE_SEG_TOKEN, else no token].", show_default=False, rich_help_panel=SERVE)]
+CorsOrigin = Annotated[Optional[list[str]], typer.Option(
+    "--cors-origin", metavar="ORIGIN", help="Send CORS headers to browsers on ORIGIN (https://app.example), "
+    "repeatable [default: none, no CORS headers].", show_default=False, rich_help_panel=SERVE)]

@@ -44,6 +44,7 @@ def command(
     timeout: options.Timeout = 60.0,
     max_body: options.MaxBody = 50 * 1024 * 1024,
     token_file: options.TokenFile = None,
+    cors_origin: options.CorsOrigin = None,
     device: options.Device = "auto",
     precision: options.Precision = "auto",
     runtime: options.Runtime = "auto",
@@ -67,7 +68,8 @@ def command(
     model = dict(unet=unet, abg=abg, weights_dir=weights_dir, precision=precision, runtime=runtime, device=device)
     settings = ServeOptions(host=host, port=port, model=model, max_batch=max_batch, max_wait_ms=max_wait_ms,
                             queue=queue, timeout=timeout, max_body=max_body, max_pixels=max_pixels,
-                            memory_budget=_memory_budget(memory_budget), token=_token(token_file))
+                            memory_budget=_memory_budget(memory_budget), token=_token(token_file),
+                            cors_origins=tuple(cors_origin or ()))
     if warning := open_warning(settings):
         typer.echo(f"animeface-seg: WARNING: {warning}", err=True)
     variants = Variants(env.segmentor_factory, model)

@@ -1,8 +1,10 @@
-"""The FastAPI application: ``GET /healthz`` and ``POST /v1/segment``, every error a JSON ``{"error": ...}``.
+"""The FastAPI application: ``GET /healthz``, ``GET /metrics`` and ``POST /v1/segment``, every error a JSON
+``{"error": ...}``.
 
 A request's path: its body read within the limit (``limits.py``), decoded and prepared in a worker thread
 (``segment.py``), queued for a shared network batch (``batching.py``), then rendered as the PNG of the kind
-asked for, or as its JSON record. No endpoint reads a path or fetches a URL; no CORS headers are sent.
+asked for, or as its JSON record. No endpoint reads a path or fetches a URL; CORS headers are sent only to the
+origins ``--cors-origin`` names.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from animeface_seg.batch.kinds import kind_named
+from animeface_seg.batch.kinds import kind_named, needing_mask
 from animeface_seg.engine.errors import EngineError, ImageDecodeError
 from animeface_seg.integrations.serve.batching import BatchQueue, QueueFull
 from animeface_seg.integrations.serve.limits import ServeError, check_token, read_body
+from animeface_seg.integrations.serve.metrics import CONTENT_TYPE, CountRequests, Metrics
 from animeface_seg.integrations.serve.options import ServeOptions
 from animeface_seg.integrations.serve.segment import SIZES, Variants, decode, png_bytes, result_record
 
@@ -53,6 +57,11 @@ def create_app(options: ServeOptions, variants: Variants) -> FastAPI:
     app.state.ready = False
     app.state.batches = batches
     _add_error_handlers(app)
+    metrics = Metrics()
+    app.add_middleware(CountRequests, metrics=metrics)
+    if options.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Accept"])
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -60,13 +69,18 @@ def create_app(options: ServeOptions, variants: Variants) -> FastAPI:
         ready = bool(app.state.ready)
         return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
 
+    @app.get("/metrics")
+    async def scrape() -> Response:
+        """Requests by status, their latency, the network batches by size and the queue depth (Prometheus)."""
+        return Response(metrics.text(*batches.counts()), media_type=CONTENT_TYPE)
+
     @app.post("/v1/segment", responses={200: {"content": {"image/png": {}, "application/json": {}}}})
     async def segment(request: Request, kind: str = "map", keep_background: bool = False,
                       size: str = "original") -> Response:
         """The image in the body (raw, or multipart field ``image``) segmented: the PNG of ``kind``, or with
         ``Accept: application/json`` its record."""
         check_token(request.headers.get("authorization"), options.token)
-        _check_query(kind, size)
+        _check_query(kind, size, keep_background)
         body = await _image_bytes(request, options.max_body)
         segmentor = await run_in_threadpool(variants.get, not keep_background, size)
         source, prepared = await run_in_threadpool(_decoded, body, kind, segmentor, options)
@@ -82,12 +96,16 @@ def create_app(options: ServeOptions, variants: Variants) -> FastAPI:
     return app
 
 
-def _check_query(kind: str, size: str) -> None:
-    """Refuse (400) an unknown output kind or size before the body is read."""
+def _check_query(kind: str, size: str, keep_background: bool) -> None:
+    """Refuse (400) an unknown output kind or size, or a kind needing the mask the variant does not compute,
+    before the body is read."""
     try:
         kind_named(kind)
     except ValueError as exc:
         raise ServeError(400, str(exc)) from None
+    if keep_background and needing_mask([kind]):
+        raise ServeError(400, f"kind={kind} needs the character mask, which keep_background=true does not "
+                         "compute: drop one of the two")
     if size not in SIZES:
         raise ServeError(400, f"size must be one of {', '.join(SIZES)}, not {size!r}")
 

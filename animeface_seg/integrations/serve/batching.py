@@ -56,6 +56,11 @@ class BatchQueue:
         """Images waiting for (or in) a batch now."""
         return self._waiting
 
+    def counts(self) -> tuple[Counter[int], int]:
+        """A consistent copy of ``batch_sizes`` and ``depth``, safe to read from any thread."""
+        with self._lock:
+            return self.batch_sizes.copy(), self._waiting
+
     def start(self) -> None:
         self._thread.start()
 
@@ -96,9 +101,10 @@ class BatchQueue:
         live = [item for item in batch if item.future.set_running_or_notify_cancel()]
         with self._lock:
             self._waiting -= len(batch)
+            if live:
+                self.batch_sizes[len(live)] += 1
         if not live:
             return
-        self.batch_sizes[len(live)] += 1
         try:
             results = live[0].segmentor.run([item.prepared for item in live])
         except Exception as exc:  # noqa: BLE001 - the batch's requests fail, the service goes on

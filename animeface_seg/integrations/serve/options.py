@@ -32,6 +32,8 @@ class ServeOptions:
     """Bytes one image may need (0: no limit; None: a share of the machine's memory)."""
     token: str | None = None
     """The bearer token every ``/v1/`` request must carry (None: no token asked)."""
+    cors_origins: tuple[str, ...] = ()
+    """The browser origins sent CORS headers (none: no CORS headers)."""
 
     @property
     def loopback(self) -> bool:
