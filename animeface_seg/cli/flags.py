@@ -57,7 +57,7 @@ def run_request(flags: SimpleNamespace, classes: tuple[str, ...], stdout: TextIO
         inputs=flags.inputs, spec=spec, mode="watch" if flags.watch else _value(flags.engine), model=model,
         device=flags.device, recursive=flags.recursive, root=flags.root, null=flags.null, settle=flags.settle,
         batch_size=flags.batch_size, workers=flags.workers, skip_existing=flags.skip_existing,
-        max_pixels=flags.max_pixels, memory_budget=_memory_budget(flags.memory_budget), quiet=flags.quiet,
+        max_pixels=flags.max_pixels, memory_budget=memory_budget(flags.memory_budget), quiet=flags.quiet,
         json_lines=flags.json_lines, ray_options=_ray_options(flags))
 
 
@@ -137,7 +137,7 @@ def _ray_options(flags: SimpleNamespace) -> dict[str, Any]:
                 s3_endpoint=flags.s3_endpoint)
 
 
-def _memory_budget(text: str | None) -> int | None:
+def memory_budget(text: str | None) -> int | None:
     """``--memory-budget SIZE`` in bytes (0: no limit), ``None`` when not given."""
     if text is None:
         return None

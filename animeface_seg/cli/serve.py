@@ -61,14 +61,20 @@ def command(
     env: Environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise _fail("serve needs FastAPI and uvicorn: pip install 'animeface-seg[serve]'")
+    from animeface_seg.cli.flags import FlagError
+    from animeface_seg.cli.flags import memory_budget as budget_bytes
     from animeface_seg.integrations.serve.options import ServeOptions
     from animeface_seg.integrations.serve.segment import Variants
     from animeface_seg.integrations.serve.server import open_warning, serve
 
+    try:
+        budget = budget_bytes(memory_budget)
+    except FlagError as exc:
+        raise _fail(str(exc)) from None
     model = dict(unet=unet, abg=abg, weights_dir=weights_dir, precision=precision, runtime=runtime, device=device)
     settings = ServeOptions(host=host, port=port, model=model, max_batch=max_batch, max_wait_ms=max_wait_ms,
                             queue=queue, timeout=timeout, max_body=max_body, max_pixels=max_pixels,
-                            memory_budget=_memory_budget(memory_budget), token=_token(token_file),
+                            memory_budget=budget, token=_token(token_file),
                             cors_origins=tuple(cors_origin or ()))
     if warning := open_warning(settings):
         typer.echo(f"animeface-seg: WARNING: {warning}", err=True)
@@ -105,18 +111,6 @@ def _token(token_file: Path | None) -> str | None:
     if not lines or not lines[0].strip():
         raise _fail(f"--token-file {token_file} is empty: put the token on its first line")
     return lines[0].strip()
-
-
-def _memory_budget(text: str | None) -> int | None:
-    """``--memory-budget SIZE`` in bytes (0: no limit), None when not given."""
-    if text is None:
-        return None
-    from animeface_seg.engine.memory import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise _fail(f"--memory-budget: {exc}") from None
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
